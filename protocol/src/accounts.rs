@@ -1,0 +1,275 @@
+//! Regions, organisations, users and the region policy.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{OrganizationId, RegionId, UserId};
+
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $wire)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The value as stored and sent on the wire.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            /// Parses the wire form; `None` for anything else.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($wire => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// What kind of organisation a member belongs to.
+    OrganizationKind {
+        Clinic = "clinic",
+        Hospital = "hospital",
+        VisitingNursingStation = "visiting_nursing_station",
+        Pharmacy = "pharmacy",
+        CareManagementOffice = "care_management_office",
+        DentalClinic = "dental_clinic",
+        Municipality = "municipality",
+        Other = "other",
+    }
+);
+
+wire_enum!(
+    /// A user's profession, shown beside their name in timelines and audit reports.
+    Profession {
+        Doctor = "doctor",
+        Nurse = "nurse",
+        Pharmacist = "pharmacist",
+        Dentist = "dentist",
+        CareManager = "care_manager",
+        Therapist = "therapist",
+        CareWorker = "care_worker",
+        MedicalSocialWorker = "medical_social_worker",
+        Clerk = "clerk",
+        Patient = "patient",
+        Family = "family",
+        Other = "other",
+    }
+);
+
+wire_enum!(
+    /// Region-level role. Region admins manage accounts and policy; they do not gain
+    /// access to conversations by being admins.
+    UserRole {
+        User = "user",
+        RegionAdmin = "region_admin",
+    }
+);
+
+/// A region (a city/county medical association area): the unit of tenancy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Region {
+    pub id: RegionId,
+    pub slug: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RegionList {
+    pub regions: Vec<Region>,
+}
+
+/// An organisation inside a region.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Organization {
+    pub id: OrganizationId,
+    pub region_id: RegionId,
+    pub name: String,
+    pub kind: OrganizationKind,
+    pub active: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrganizationList {
+    pub organizations: Vec<Organization>,
+}
+
+/// `POST /api/v1/admin/organizations`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrganization {
+    pub name: String,
+    pub kind: OrganizationKind,
+}
+
+/// `PATCH /api/v1/admin/organizations/{id}`: absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrganization {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<OrganizationKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+}
+
+/// A user as administrators see them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct User {
+    pub id: UserId,
+    pub region_id: RegionId,
+    pub login: String,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name_kana: Option<String>,
+    pub profession: Profession,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<OrganizationId>,
+    pub role: UserRole,
+    pub active: bool,
+    pub totp_enabled: bool,
+    pub must_change_password: bool,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserList {
+    pub users: Vec<User>,
+}
+
+/// `POST /api/v1/admin/users`
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub login: String,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name_kana: Option<String>,
+    pub password: String,
+    pub profession: Profession,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<OrganizationId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<UserRole>,
+    /// When true (the default), the user must choose a new password at first sign-in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub must_change_password: Option<bool>,
+}
+
+impl std::fmt::Debug for CreateUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateUser")
+            .field("login", &self.login)
+            .field("profession", &self.profession)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `PATCH /api/v1/admin/users/{id}`: absent fields stay as they are. Use the
+/// deactivate/reactivate calls to change `active`, so that revocation happens with it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name_kana: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profession: Option<Profession>,
+    /// `null` leaves it, a string id moves the user; use `clear_organization` to remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<OrganizationId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear_organization: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<UserRole>,
+}
+
+/// `POST /api/v1/admin/users/{id}/reset-password`
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ResetPassword {
+    pub password: String,
+    /// Defaults to true: a reset password is a temporary one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub must_change_password: Option<bool>,
+}
+
+impl std::fmt::Debug for ResetPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResetPassword { <redacted> }")
+    }
+}
+
+/// The region's security policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Policy {
+    /// Every user must sign in with a TOTP second factor.
+    pub mfa_required: bool,
+    pub password_min_length: u32,
+    pub access_token_ttl_secs: u64,
+    pub refresh_token_ttl_secs: u64,
+}
+
+/// `PATCH /api/v1/admin/policy`: absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePolicy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfa_required: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_min_length: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_ttl_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_ttl_secs: Option<u64>,
+}
+
+/// `GET /api/v1/me`: the caller, their region and organisation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Me {
+    pub user: User,
+    pub region: Region,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<Organization>,
+    /// What the caller must do before the rest of the API opens to them, if anything:
+    /// `password_change_required` or `mfa_enrollment_required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_action: Option<String>,
+}
+
+/// Answer of create calls: the new object's id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Created {
+    pub id: String,
+}

@@ -1,0 +1,24 @@
+//! Wire types shared by the Tsunagu server and its clients.
+//!
+//! This crate is deliberately I/O free (serde only) so that any client — the SDK, the
+//! CLI, a third-party integration — can depend on it without pulling in a runtime, a
+//! database driver or an HTTP stack. The `openapi` feature adds schema derives for the
+//! server, which publishes the OpenAPI document.
+
+pub mod accounts;
+pub mod auth;
+pub mod error;
+pub mod ids;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+
+/// Version of the REST/websocket protocol described by this crate. The server sends it
+/// in the [`VERSION_HEADER`] so an SDK can warn when it talks to an incompatible server.
+pub const PROTOCOL_VERSION: &str = "1";
+
+/// Response header carrying [`PROTOCOL_VERSION`].
+pub const VERSION_HEADER: &str = "x-tsunagu-protocol";
+
+/// Header carrying the per-request id, echoed on every response and recorded in logs and
+/// audit entries so an operator can correlate a user's report with the server's records.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -1,0 +1,123 @@
+//! Extractors that answer in our error shape, and the ones that authenticate.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
+use axum::http::header::{AUTHORIZATION, USER_AGENT};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tower_http::request_id::RequestId;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::audit::RequestMeta;
+use crate::domain::{Member, RegionAdmin, Session};
+
+/// `Json` whose rejections (syntax, wrong content type, too large) use our error body.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct AppJson<T>(pub T);
+
+impl<T: Serialize> IntoResponse for AppJson<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `Path` whose malformed ids answer 404.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct AppPath<T>(pub T);
+
+/// `Query` whose rejections answer 400 in our error shape.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);
+
+/// Where the request came from, for audit entries.
+pub struct Meta(pub RequestMeta);
+
+impl FromRequestParts<AppState> for Meta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Meta(request_meta(parts, state.trust_forwarded_for)))
+    }
+}
+
+pub fn request_meta(parts: &Parts, trust_forwarded_for: bool) -> RequestMeta {
+    let forwarded = trust_forwarded_for
+        .then(|| {
+            parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(|v| v.trim().to_owned())
+                .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        })
+        .flatten();
+    let ip = forwarded.or_else(|| {
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+    });
+    RequestMeta {
+        ip,
+        user_agent: parts
+            .headers
+            .get(USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        request_id: parts
+            .extensions
+            .get::<RequestId>()
+            .and_then(|id| id.header_value().to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+/// The bearer token of the request, if any.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+}
+
+/// Any signed-in caller, even one who must change their password first.
+pub struct CurrentSession(pub Session);
+
+impl FromRequestParts<AppState> for CurrentSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or_else(ApiError::unauthenticated)?;
+        Ok(CurrentSession(state.domain.authenticate(token).await?))
+    }
+}
+
+/// A signed-in caller whose account is fully usable.
+pub struct CurrentMember(pub Member);
+
+impl FromRequestParts<AppState> for CurrentMember {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let CurrentSession(session) = CurrentSession::from_request_parts(parts, state).await?;
+        Ok(CurrentMember(session.member()?))
+    }
+}
+
+/// A region administrator.
+pub struct CurrentAdmin(pub RegionAdmin);
+
+impl FromRequestParts<AppState> for CurrentAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let CurrentMember(member) = CurrentMember::from_request_parts(parts, state).await?;
+        Ok(CurrentAdmin(member.region_admin()?))
+    }
+}

@@ -1,0 +1,164 @@
+//! HTTP: routes, middleware and handlers. Handlers parse input, call the domain with a
+//! capability from an extractor, and shape the answer; they decide nothing themselves.
+
+mod admin;
+mod auth;
+pub mod error;
+pub mod extract;
+mod health;
+mod me;
+pub mod openapi;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tsunagu_protocol::{ErrorCode, PROTOCOL_VERSION, REQUEST_ID_HEADER, VERSION_HEADER};
+
+use crate::domain::Domain;
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub domain: Domain,
+    pub metrics: PrometheusHandle,
+    /// Take client addresses from `X-Forwarded-For`.
+    pub trust_forwarded_for: bool,
+    /// Set when shutdown starts, so `/readyz` turns the node out of rotation.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// Limits the router enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+/// The whole HTTP surface, without a socket: tests can drive it with `oneshot`.
+pub fn router(state: AppState, limits: HttpLimits) -> Router {
+    let v1 = Router::new()
+        .route("/auth/login", post(auth::login))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/logout", post(auth::logout))
+        .route("/me", get(me::me))
+        .route("/me/password", post(me::change_password))
+        .route("/me/totp", post(me::totp_begin))
+        .route("/me/totp/confirm", post(me::totp_confirm))
+        .route("/admin/regions", get(admin::list_regions))
+        .route("/admin/organizations", get(admin::list_organizations).post(admin::create_organization))
+        .route("/admin/organizations/{id}", get(admin::get_organization).patch(admin::update_organization))
+        .route("/admin/users", get(admin::list_users).post(admin::create_user))
+        .route("/admin/users/{id}", get(admin::get_user).patch(admin::update_user))
+        .route("/admin/users/{id}/deactivate", post(admin::deactivate_user))
+        .route("/admin/users/{id}/reactivate", post(admin::reactivate_user))
+        .route("/admin/users/{id}/reset-password", post(admin::reset_password))
+        .route("/admin/users/{id}/reset-totp", post(admin::reset_totp))
+        .route("/admin/policy", get(admin::get_policy).patch(admin::update_policy))
+        .route("/openapi.json", get(openapi_json));
+
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(record_metrics))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                // A client-chosen request id could collide or smuggle text into logs:
+                // we always mint our own.
+                .map_request(|mut req: Request| {
+                    req.headers_mut().remove(REQUEST_ID_HEADER);
+                    req
+                })
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    axum::http::header::AUTHORIZATION,
+                    axum::http::header::COOKIE,
+                ]))
+                .layer(TraceLayer::new_for_http().make_span_with(make_span))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(SetResponseHeaderLayer::overriding(
+                    HeaderName::from_static(VERSION_HEADER),
+                    HeaderValue::from_static(PROTOCOL_VERSION),
+                ))
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error")
+                        .into_response()
+                }))
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout)),
+        )
+        .with_state(state)
+}
+
+/// The span of one request: method, route template and request id. Never the URI, whose
+/// query string may carry names.
+fn make_span(req: &Request) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    tracing::info_span!("http", method = %req.method(), route = %route, request_id = %request_id)
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("tsunagu_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("tsunagu_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi::document_json(),
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::MethodNotAllowed,
+        "method not allowed on this path",
+    )
+}

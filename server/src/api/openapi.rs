@@ -1,0 +1,53 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations so it cannot
+//! drift from the code; `docs/openapi.json` is a committed copy checked by a test.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{admin, auth, health, me};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tsunagu API",
+        description = "Secure care-team messaging. Errors are always `{\"error\": {\"code\", \"message\"}}`; \
+                       404 means unknown *or not visible to you*.",
+        license(name = "MIT OR Apache-2.0"),
+    ),
+    paths(
+        auth::login, auth::refresh, auth::logout,
+        me::me, me::change_password, me::totp_begin, me::totp_confirm,
+        admin::list_regions,
+        admin::list_organizations, admin::create_organization, admin::get_organization, admin::update_organization,
+        admin::list_users, admin::create_user, admin::get_user, admin::update_user,
+        admin::deactivate_user, admin::reactivate_user, admin::reset_password, admin::reset_totp,
+        admin::get_policy, admin::update_policy,
+        health::healthz, health::readyz, health::metrics,
+    ),
+    components(schemas(tsunagu_protocol::ErrorBody, tsunagu_protocol::ErrorCode)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Sign-in and tokens"),
+        (name = "me", description = "The caller's own account"),
+        (name = "admin", description = "Region administration"),
+        (name = "operations", description = "Probes and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The document as pretty JSON, as served and committed.
+pub fn document_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|_| "{}".into())
+}

@@ -1,0 +1,236 @@
+//! Start-up and shutdown: open the store, migrate, bootstrap, bind, serve, drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+
+use crate::api::{self, AppState, HttpLimits};
+use crate::config::Config;
+use crate::domain::operator::Bootstrap;
+use crate::domain::throttle::Throttle;
+use crate::domain::tokens::TokenSigner;
+use crate::domain::{Domain, DomainSettings};
+use crate::store::{Backend, Store};
+use crate::telemetry;
+
+/// Opens the database (creating the data dir for SQLite), applies migrations and loads
+/// the signing key. Shared by `serve`, `migrate` and `admin`.
+pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    }
+    let store = Store::connect(&url, config.database.max_connections)
+        .await
+        .context("connecting to the database")?;
+    store.migrate().await.context("applying migrations")?;
+    let key_path = config.jwt_key_file();
+    // Generate a key only at the default location; a configured path that is missing is
+    // a mistake (a cluster node would otherwise sign with its own key).
+    let create = config.auth.jwt_key_file.is_none();
+    let signer = TokenSigner::load_or_create(&key_path, create, &config.auth.issuer, &config.auth.audience)?;
+    let throttle = Throttle::new(
+        config.auth.account_burst,
+        config.auth.account_refill_secs,
+        config.auth.ip_burst,
+        config.auth.ip_refill_secs,
+    );
+    if store.backend() == Backend::Sqlite && config.database.max_connections > 1 {
+        tracing::debug!("SQLite: one writer at a time; readers run concurrently (WAL)");
+    }
+    Ok(Domain::new(
+        store,
+        signer,
+        throttle,
+        DomainSettings {
+            totp_issuer: config.auth.totp_issuer.clone(),
+        },
+    ))
+}
+
+/// A built server: bound, migrated, bootstrapped, not yet serving.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    domain: Domain,
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    grace: Duration,
+    shutting_down: Arc<AtomicBool>,
+}
+
+impl Application {
+    /// Binds `config.listen` and builds.
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Self::build_with_listener(config, listener).await
+    }
+
+    /// Builds on an already-bound listener (tests bind port 0).
+    pub async fn build_with_listener(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Self> {
+        // Both rustls providers may be linked (reqwest brings ring); pin ours.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let domain = open_domain(config).await?;
+        match domain
+            .bootstrap(config.bootstrap.admin_password.as_ref())
+            .await
+            .context("first-start bootstrap")?
+        {
+            Bootstrap::Created {
+                one_time_password: Some(password),
+            } => {
+                // Printed once, to standard error only, never to the log.
+                eprintln!(
+                    "\n  Tsunagu first start: created region 'default' and administrator 'admin'.\n  \
+                     One-time password: {password}\n  It must be changed at first sign-in and is not shown again.\n"
+                );
+            }
+            Bootstrap::Created { one_time_password: None } => {
+                tracing::info!("first start: created region 'default' and administrator 'admin'");
+            }
+            Bootstrap::AlreadyDone => {}
+        }
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let state = AppState {
+            domain: domain.clone(),
+            metrics: telemetry::metrics_handle(),
+            trust_forwarded_for: config.http.trust_forwarded_for,
+            shutting_down: shutting_down.clone(),
+        };
+        let router = api::router(
+            state,
+            HttpLimits {
+                max_body_bytes: config.http.max_body_bytes,
+                request_timeout: Duration::from_secs(config.http.request_timeout_secs),
+            },
+        );
+        let tls = match (&config.tls.cert_file, &config.tls.key_file) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            _ => None,
+        };
+        let addr = listener.local_addr()?;
+        Ok(Application {
+            listener,
+            addr,
+            router,
+            domain,
+            tls,
+            grace: Duration::from_secs(config.http.shutdown_grace_secs),
+            shutting_down,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The domain service, for operator tooling and test set-up.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
+    /// finish for up to the grace period, and closes the database pool.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            addr,
+            router,
+            domain,
+            tls,
+            grace,
+            shutting_down,
+        } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let flag = shutting_down.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            flag.store(true, Ordering::Relaxed);
+            let _ = stop_tx.send(true);
+        });
+        let pruner = {
+            let domain = domain.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tick.tick().await;
+                    domain.throttle().prune();
+                }
+            })
+        };
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let mut hard_stop_rx = stop_rx.clone();
+        let hard_stop = async move {
+            let _ = hard_stop_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(grace).await;
+        };
+        match tls {
+            None => {
+                tracing::info!(%addr, "serving HTTP");
+                let mut rx = stop_rx;
+                let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                    tracing::info!("shutting down: draining connections");
+                });
+                tokio::select! {
+                    result = std::future::IntoFuture::into_future(serve) => result.context("serving")?,
+                    _ = hard_stop => tracing::warn!("grace period over; closing remaining connections"),
+                }
+            }
+            Some((cert, key)) => {
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                    .await
+                    .context("loading TLS certificate and key")?;
+                let handle = axum_server::Handle::new();
+                let mut rx = stop_rx;
+                let h = handle.clone();
+                tokio::spawn(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                    tracing::info!("shutting down: draining connections");
+                    h.graceful_shutdown(Some(grace));
+                });
+                tracing::info!(%addr, "serving HTTPS");
+                let std_listener = listener.into_std()?;
+                axum_server::from_tcp_rustls(std_listener, config)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                    .context("serving TLS")?;
+            }
+        }
+        pruner.abort();
+        domain.store().close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

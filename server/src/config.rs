@@ -1,0 +1,324 @@
+//! Configuration: built-in defaults, then a TOML file (`TSUNAGU_CONFIG`), then
+//! `TSUNAGU_*` environment variables. Secrets are wrapped so they never reach a log line
+//! through `Debug`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// Top-level keys that are plain values; every other `TSUNAGU_<SECTION>_<KEY>` variable
+/// maps to `[section] key`.
+const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "database_url"];
+const SECTIONS: &[&str] = &["http", "tls", "auth", "log", "database", "bootstrap"];
+/// Variables read directly rather than through the layered configuration.
+const DIRECT_VARS: &[&str] = &[
+    "TSUNAGU_CONFIG",
+    "TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD",
+    "TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD_FILE",
+];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Defaults to loopback: exposing the server is a decision.
+    pub listen: String,
+    /// Where the SQLite database, local blobs and generated keys live.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; defaults to SQLite in the data dir.
+    pub database_url: Option<String>,
+    pub http: HttpConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+    pub database: DatabaseConfig,
+    #[serde(skip)]
+    pub bootstrap: BootstrapConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest JSON body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Requests taking longer are answered 408 (uploads get their own limit later).
+    pub request_timeout_secs: u64,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+    /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain. TLS is on when both files are set.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key.
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `iss` of issued access tokens.
+    pub issuer: String,
+    /// `aud` of issued access tokens.
+    pub audience: String,
+    /// PKCS#8 PEM Ed25519 key that signs access tokens. Defaults to
+    /// `<data_dir>/keys/jwt-ed25519.pem`, created on first start. All nodes of a
+    /// cluster must share it.
+    pub jwt_key_file: Option<PathBuf>,
+    /// Login attempts one account may make in a burst before 429.
+    pub account_burst: u32,
+    /// Seconds for one account attempt to be refilled.
+    pub account_refill_secs: u64,
+    /// Login attempts one client address may make in a burst before 429.
+    pub ip_burst: u32,
+    /// Seconds for one address attempt to be refilled.
+    pub ip_refill_secs: u64,
+    /// Issuer name shown in authenticator apps.
+    pub totp_issuer: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log shippers.
+    pub format: String,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub max_connections: u32,
+}
+
+/// First-start settings. Read from the environment only, never from the TOML file, so a
+/// password does not end up in a configuration file that is copied around.
+#[derive(Debug, Clone, Default)]
+pub struct BootstrapConfig {
+    pub admin_password: Option<SecretString>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            http: HttpConfig::default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            log: LogConfig::default(),
+            database: DatabaseConfig::default(),
+            bootstrap: BootstrapConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 64 * 1024,
+            request_timeout_secs: 30,
+            shutdown_grace_secs: 20,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            issuer: "tsunagu".into(),
+            audience: "tsunagu-api".into(),
+            jwt_key_file: None,
+            account_burst: 5,
+            account_refill_secs: 60,
+            ip_burst: 30,
+            ip_refill_secs: 2,
+            totp_issuer: "Tsunagu".into(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            max_connections: 16,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(String),
+    #[error("configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+}
+
+/// Maps `TSUNAGU_TLS_CERT_FILE` to `tls.cert_file`, `TSUNAGU_DATA_DIR` to `data_dir`.
+/// Returns `None` for variables that are not configuration keys.
+fn env_key(rest: &str) -> Option<String> {
+    let rest = rest.to_ascii_lowercase();
+    if TOP_LEVEL_KEYS.contains(&rest.as_str()) {
+        return Some(rest);
+    }
+    SECTIONS.iter().find_map(|section| {
+        rest.strip_prefix(section)
+            .and_then(|r| r.strip_prefix('_'))
+            .filter(|key| !key.is_empty())
+            .map(|key| format!("{section}.{key}"))
+    })
+}
+
+impl Config {
+    /// Loads the layered configuration from the process environment.
+    pub fn load() -> Result<Config, ConfigError> {
+        let file = std::env::var_os("TSUNAGU_CONFIG").map(PathBuf::from);
+        Self::load_from(file.as_deref())
+    }
+
+    /// Loads defaults, then `file` (if any), then `TSUNAGU_*` variables.
+    pub fn load_from(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!(
+                    "TSUNAGU_CONFIG names {} which does not exist",
+                    path.display()
+                )));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("TSUNAGU_")
+                .filter_map(|k| env_key(k.as_str()).map(Into::into)),
+        );
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        config.bootstrap.admin_password = read_secret("TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// `TSUNAGU_*` variables that mean nothing to us: most likely typos, which would
+    /// otherwise silently leave a default in place.
+    pub fn unknown_env_vars() -> Vec<String> {
+        std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .filter(|k| k.starts_with("TSUNAGU_") && !k.starts_with("TSUNAGU_TEST_"))
+            .filter(|k| !DIRECT_VARS.contains(&k.as_str()))
+            .filter(|k| env_key(&k["TSUNAGU_".len()..]).is_none())
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.listen
+            .parse::<SocketAddr>()
+            .map_err(|_| ConfigError::Invalid(format!("listen {:?} is not host:port", self.listen)))?;
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls.cert_file and tls.key_file must be set together".into(),
+            ));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid("log.format must be text or json".into()));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid("http.max_body_bytes is too small".into()));
+        }
+        if self.auth.account_burst == 0 || self.auth.ip_burst == 0 {
+            return Err(ConfigError::Invalid("auth bursts must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("tsunagu.db").display()
+            ),
+        }
+    }
+
+    /// Where the access-token signing key lives.
+    pub fn jwt_key_file(&self) -> PathBuf {
+        self.auth
+            .jwt_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("jwt-ed25519.pem"))
+    }
+}
+
+/// Reads a secret from `NAME`, or from the file named by `NAME_FILE` (for container
+/// secrets), trimming one trailing newline.
+fn read_secret(name: &str) -> Result<Option<SecretString>, ConfigError> {
+    if let Ok(value) = std::env::var(name) {
+        return Ok(Some(SecretString::from(value)));
+    }
+    if let Some(path) = std::env::var_os(format!("{name}_FILE")) {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::Invalid(format!("{name}_FILE: {e}")))?;
+        let text = text.strip_suffix('\n').unwrap_or(&text).to_owned();
+        return Ok(Some(SecretString::from(text)));
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_keys_map_to_sections_and_top_level_keys() {
+        assert_eq!(env_key("LISTEN").as_deref(), Some("listen"));
+        assert_eq!(env_key("DATA_DIR").as_deref(), Some("data_dir"));
+        assert_eq!(env_key("DATABASE_URL").as_deref(), Some("database_url"));
+        assert_eq!(
+            env_key("DATABASE_MAX_CONNECTIONS").as_deref(),
+            Some("database.max_connections")
+        );
+        assert_eq!(env_key("TLS_CERT_FILE").as_deref(), Some("tls.cert_file"));
+        assert_eq!(env_key("AUTH_IP_BURST").as_deref(), Some("auth.ip_burst"));
+        assert_eq!(env_key("NOPE"), None);
+        assert_eq!(env_key("TLS"), None);
+    }
+
+    #[test]
+    fn toml_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\n[http]\nmax_body_bytes = 4096\n").unwrap();
+        let config = Config::load_from(Some(&path)).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9999");
+        assert_eq!(config.http.max_body_bytes, 4096);
+        assert_eq!(config.auth.issuer, "tsunagu");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[http]\nmax_body_byte = 4096\n").unwrap();
+        assert!(Config::load_from(Some(&path)).is_err());
+    }
+}

@@ -1,0 +1,86 @@
+//! The rules: who may see and do what. Every api path reaches the data through here,
+//! and the capabilities below can only be obtained by passing the checks — so a handler
+//! that forgets to check does not compile.
+
+pub mod access;
+pub mod admin;
+pub mod auth;
+mod convert;
+pub mod error;
+pub mod operator;
+pub mod password;
+pub mod throttle;
+pub mod tokens;
+pub mod totp;
+mod validate;
+
+use std::sync::Arc;
+
+use tokio::sync::OnceCell;
+
+pub use access::{Member, RegionAdmin, Session};
+pub use error::{DomainError, Result};
+
+use crate::store::Store;
+use throttle::Throttle;
+use tokens::TokenSigner;
+
+/// Settings the rules need from configuration.
+#[derive(Debug, Clone)]
+pub struct DomainSettings {
+    pub totp_issuer: String,
+}
+
+/// The domain service: shared, cheap to clone.
+#[derive(Clone)]
+pub struct Domain {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    signer: TokenSigner,
+    throttle: Throttle,
+    settings: DomainSettings,
+    /// A real argon2 hash of a random password, verified against when the login id is
+    /// unknown so that both cases cost the same time.
+    dummy_hash: OnceCell<String>,
+}
+
+impl Domain {
+    pub fn new(store: Store, signer: TokenSigner, throttle: Throttle, settings: DomainSettings) -> Self {
+        Domain {
+            inner: Arc::new(Inner {
+                store,
+                signer,
+                throttle,
+                settings,
+                dummy_hash: OnceCell::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn signer(&self) -> &TokenSigner {
+        &self.inner.signer
+    }
+
+    pub(crate) fn throttle(&self) -> &Throttle {
+        &self.inner.throttle
+    }
+
+    pub(crate) fn settings(&self) -> &DomainSettings {
+        &self.inner.settings
+    }
+
+    async fn dummy_hash(&self) -> Result<String> {
+        self.inner
+            .dummy_hash
+            .get_or_try_init(|| password::hash(password::generate_one_time().into()))
+            .await
+            .cloned()
+    }
+}

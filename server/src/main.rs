@@ -1,0 +1,165 @@
+//! `tsunagu-server`: `serve` (default), `migrate`, `admin`.
+
+use std::io::Read;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use secrecy::SecretString;
+use tsunagu_protocol::accounts::{CreateUser, Profession, UserRole};
+use tsunagu_server::app::{open_domain, shutdown_signal, Application};
+use tsunagu_server::config::Config;
+use tsunagu_server::telemetry;
+
+#[derive(Parser)]
+#[command(name = "tsunagu-server", version, about = "Tsunagu care-team messaging server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Account administration from the shell.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a region (tenant).
+    CreateRegion {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Create a user. The password is read from standard input, or generated and
+    /// printed (then it must be changed at first sign-in).
+    CreateUser {
+        #[arg(long, default_value = "default")]
+        region: String,
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        display_name: String,
+        /// doctor, nurse, pharmacist, dentist, care_manager, therapist, care_worker,
+        /// medical_social_worker, clerk, patient, family, other
+        #[arg(long)]
+        profession: String,
+        /// user or region_admin
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Read the password from standard input instead of generating one.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Reset a user's password and sign them out everywhere.
+    ResetPassword {
+        #[arg(long)]
+        login: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove a user's TOTP second factor.
+    ResetTotp {
+        #[arg(long)]
+        login: String,
+    },
+}
+
+fn read_password_stdin() -> anyhow::Result<SecretString> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s)?;
+    let s = s.trim_end_matches(['\r', '\n']).to_owned();
+    if s.is_empty() {
+        bail!("no password on standard input");
+    }
+    Ok(SecretString::from(s))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = Config::load()?;
+    telemetry::init_logging(&config.log);
+    for var in Config::unknown_env_vars() {
+        tracing::warn!(variable = %var, "unknown TSUNAGU_ environment variable ignored");
+    }
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(&config).await?;
+            app.run_until_stopped(shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            open_domain(&config).await?;
+            eprintln!("migrations applied");
+        }
+        Command::Admin(cmd) => admin(&config, cmd).await?,
+    }
+    Ok(())
+}
+
+async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
+    let domain = open_domain(config).await?;
+    match cmd {
+        AdminCommand::CreateRegion { slug, name } => {
+            let region = domain.create_region(&slug, &name).await?;
+            println!("{}", region.id);
+        }
+        AdminCommand::CreateUser {
+            region,
+            login,
+            display_name,
+            profession,
+            role,
+            password_stdin,
+        } => {
+            let profession = Profession::parse(&profession).context("unknown profession")?;
+            let role = UserRole::parse(&role).context("role must be user or region_admin")?;
+            let (password, generated) = if password_stdin {
+                (read_password_stdin()?, None)
+            } else {
+                let p = tsunagu_server::domain::password::generate_one_time();
+                (SecretString::from(p.clone()), Some(p))
+            };
+            use secrecy::ExposeSecret;
+            let user = domain
+                .operator_create_user(
+                    &region,
+                    CreateUser {
+                        login,
+                        display_name,
+                        display_name_kana: None,
+                        password: password.expose_secret().to_owned(),
+                        profession,
+                        organization_id: None,
+                        role: Some(role),
+                        must_change_password: Some(generated.is_some()),
+                    },
+                )
+                .await?;
+            println!("{}", user.id);
+            if let Some(p) = generated {
+                eprintln!("one-time password (must be changed at first sign-in): {p}");
+            }
+        }
+        AdminCommand::ResetPassword { login, password_stdin } => {
+            let password = if password_stdin { Some(read_password_stdin()?) } else { None };
+            if let Some(p) = domain.operator_reset_password(&login, password).await? {
+                eprintln!("one-time password (must be changed at first sign-in): {p}");
+            } else {
+                eprintln!("password set; all sessions signed out");
+            }
+        }
+        AdminCommand::ResetTotp { login } => {
+            domain.operator_reset_totp(&login).await?;
+            eprintln!("second factor removed");
+        }
+    }
+    domain.store().close().await;
+    Ok(())
+}
