@@ -1,1 +1,426 @@
-pub fn x(){}
+//! Tsunagu Rust SDK: typed calls to the REST API with automatic token refresh.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), tsunagu_client::Error> {
+//! let client = tsunagu_client::Client::new("http://127.0.0.1:8080")?;
+//! client.login("nurse.sato", "correct horse battery staple", None).await?;
+//! let me = client.me().await?;
+//! println!("{} ({})", me.user.display_name, me.region.name);
+//! # Ok(()) }
+//! ```
+
+use std::sync::{Arc, Mutex};
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tsunagu_protocol::accounts::{
+    CreateOrganization, CreateUser, Me, Organization, OrganizationList, Policy, RegionList,
+    ResetPassword, UpdateOrganization, UpdatePolicy, UpdateUser, User, UserList,
+};
+use tsunagu_protocol::auth::{
+    ChangePasswordRequest, LoginRequest, RefreshRequest, TokenResponse, TotpCodeRequest,
+    TotpEnrollment,
+};
+use tsunagu_protocol::ids::{OrganizationId, UserId};
+use tsunagu_protocol::{ErrorBody, ErrorCode, PROTOCOL_VERSION, VERSION_HEADER};
+use url::Url;
+
+pub use tsunagu_protocol as protocol;
+
+/// What can go wrong talking to the server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with an error body.
+    #[error("{status}: {} ({})", .body.error.message, .body.error.code)]
+    Api { status: StatusCode, body: ErrorBody },
+    /// The request did not complete (connection refused, TLS, timeout…).
+    #[error("transport: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// The answer was not what the protocol says.
+    #[error("unexpected response: {0}")]
+    Protocol(String),
+    #[error("invalid server URL: {0}")]
+    Url(#[from] url::ParseError),
+    /// A call that needs a sign-in was made without one.
+    #[error("not signed in")]
+    NotSignedIn,
+}
+
+impl Error {
+    /// The server's error code, when the server answered with one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Api { body, .. } => Some(body.error.code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The token pair a session holds.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tokens { <redacted> }")
+    }
+}
+
+/// A client for one server and one signed-in user. Cheap to clone; clones share tokens.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: Url,
+    tokens: Arc<Mutex<Option<Tokens>>>,
+    /// Serialises refreshes so concurrent calls do not spend the same refresh token
+    /// twice (which the server treats as theft).
+    refresh_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client for `base` (e.g. `https://tsunagu.example.jp`).
+    pub fn new(base: &str) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("tsunagu-client/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Self::with_http(base, http)
+    }
+
+    /// A client using a caller-built `reqwest::Client` (custom roots, proxies, timeouts).
+    pub fn with_http(base: &str, http: reqwest::Client) -> Result<Self> {
+        let mut base = Url::parse(base)?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        Ok(Client {
+            http,
+            base,
+            tokens: Arc::new(Mutex::new(None)),
+            refresh_lock: Arc::new(tokio::sync::Mutex::new(())),
+        })
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// The current tokens, to persist between runs.
+    pub fn tokens(&self) -> Option<Tokens> {
+        self.tokens.lock().map(|t| t.clone()).unwrap_or(None)
+    }
+
+    /// Resumes a saved sign-in.
+    pub fn set_tokens(&self, tokens: Option<Tokens>) {
+        if let Ok(mut t) = self.tokens.lock() {
+            *t = tokens;
+        }
+    }
+
+    fn url(&self, path: &str) -> Result<Url> {
+        Ok(self.base.join(path.trim_start_matches('/'))?)
+    }
+
+    async fn decode<T: DeserializeOwned>(response: reqwest::Response) -> Result<T> {
+        let status = response.status();
+        if let Some(v) = response.headers().get(VERSION_HEADER) {
+            if v.as_bytes() != PROTOCOL_VERSION.as_bytes() {
+                return Err(Error::Protocol(format!(
+                    "server speaks protocol {:?}, this client {PROTOCOL_VERSION}",
+                    String::from_utf8_lossy(v.as_bytes())
+                )));
+            }
+        }
+        let bytes = response.bytes().await?;
+        if status.is_success() {
+            let bytes = if bytes.is_empty() {
+                &b"null"[..]
+            } else {
+                &bytes[..]
+            };
+            serde_json::from_slice(bytes).map_err(|e| Error::Protocol(e.to_string()))
+        } else {
+            let body = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map_err(|_| Error::Protocol(format!("{status} without an error body")))?;
+            Err(Error::Api { status, body })
+        }
+    }
+
+    /// An unauthenticated JSON call.
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let mut req = self.http.request(method, self.url(path)?);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        Self::decode(req.send().await?).await
+    }
+
+    /// An authenticated JSON call; an expired access token is refreshed once.
+    pub async fn authed<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let access = self.tokens().ok_or(Error::NotSignedIn)?.access_token;
+        match self.send_authed(method.clone(), path, body, &access).await {
+            Err(Error::Api {
+                status: StatusCode::UNAUTHORIZED,
+                body: b,
+            }) if b.error.code == ErrorCode::Unauthenticated => {
+                let fresh = self.refresh_after(&access).await?;
+                self.send_authed(method, path, body, &fresh).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_authed<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        access: &str,
+    ) -> Result<T> {
+        let mut req = self
+            .http
+            .request(method, self.url(path)?)
+            .bearer_auth(access);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        Self::decode(req.send().await?).await
+    }
+
+    /// Refreshes unless another task already did since `stale` was read.
+    async fn refresh_after(&self, stale: &str) -> Result<String> {
+        let _guard = self.refresh_lock.lock().await;
+        let current = self.tokens().ok_or(Error::NotSignedIn)?;
+        if current.access_token != stale {
+            return Ok(current.access_token);
+        }
+        Ok(self.refresh().await?.access_token)
+    }
+
+    /// Signs in and keeps the tokens.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        totp: Option<&str>,
+    ) -> Result<TokenResponse> {
+        let req = LoginRequest {
+            login: login.to_owned(),
+            password: password.to_owned(),
+            totp: totp.map(str::to_owned),
+        };
+        let tokens: TokenResponse = self
+            .call(Method::POST, "api/v1/auth/login", Some(&req))
+            .await?;
+        self.set_tokens(Some(Tokens {
+            access_token: tokens.access_token.clone(),
+            refresh_token: tokens.refresh_token.clone(),
+        }));
+        Ok(tokens)
+    }
+
+    /// Exchanges the refresh token for a new pair and keeps it.
+    pub async fn refresh(&self) -> Result<TokenResponse> {
+        let current = self.tokens().ok_or(Error::NotSignedIn)?;
+        let req = RefreshRequest {
+            refresh_token: current.refresh_token,
+        };
+        let tokens: TokenResponse = self
+            .call(Method::POST, "api/v1/auth/refresh", Some(&req))
+            .await?;
+        self.set_tokens(Some(Tokens {
+            access_token: tokens.access_token.clone(),
+            refresh_token: tokens.refresh_token.clone(),
+        }));
+        Ok(tokens)
+    }
+
+    /// Ends the sign-in on the server and forgets the tokens.
+    pub async fn logout(&self) -> Result<()> {
+        let Some(current) = self.tokens() else {
+            return Ok(());
+        };
+        let req = RefreshRequest {
+            refresh_token: current.refresh_token,
+        };
+        let response = self
+            .http
+            .post(self.url("api/v1/auth/logout")?)
+            .bearer_auth(&current.access_token)
+            .json(&req)
+            .send()
+            .await?;
+        self.set_tokens(None);
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Self::decode::<()>(response).await
+        }
+    }
+
+    pub async fn me(&self) -> Result<Me> {
+        self.authed::<(), _>(Method::GET, "api/v1/me", None).await
+    }
+
+    pub async fn change_password(&self, current: &str, new: &str) -> Result<()> {
+        let req = ChangePasswordRequest {
+            current_password: current.to_owned(),
+            new_password: new.to_owned(),
+        };
+        self.authed(Method::POST, "api/v1/me/password", Some(&req))
+            .await
+    }
+
+    pub async fn totp_begin(&self) -> Result<TotpEnrollment> {
+        self.authed::<(), _>(Method::POST, "api/v1/me/totp", None)
+            .await
+    }
+
+    pub async fn totp_confirm(&self, code: &str) -> Result<()> {
+        let req = TotpCodeRequest {
+            code: code.to_owned(),
+        };
+        self.authed(Method::POST, "api/v1/me/totp/confirm", Some(&req))
+            .await
+    }
+
+    // ---- region administration ----
+
+    pub async fn admin_regions(&self) -> Result<RegionList> {
+        self.authed::<(), _>(Method::GET, "api/v1/admin/regions", None)
+            .await
+    }
+
+    pub async fn create_organization(&self, req: &CreateOrganization) -> Result<Organization> {
+        self.authed(Method::POST, "api/v1/admin/organizations", Some(req))
+            .await
+    }
+
+    pub async fn list_organizations(&self) -> Result<OrganizationList> {
+        self.authed::<(), _>(Method::GET, "api/v1/admin/organizations", None)
+            .await
+    }
+
+    pub async fn get_organization(&self, id: OrganizationId) -> Result<Organization> {
+        self.authed::<(), _>(
+            Method::GET,
+            &format!("api/v1/admin/organizations/{id}"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn update_organization(
+        &self,
+        id: OrganizationId,
+        req: &UpdateOrganization,
+    ) -> Result<Organization> {
+        self.authed(
+            Method::PATCH,
+            &format!("api/v1/admin/organizations/{id}"),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn create_user(&self, req: &CreateUser) -> Result<User> {
+        self.authed(Method::POST, "api/v1/admin/users", Some(req))
+            .await
+    }
+
+    pub async fn list_users(&self) -> Result<UserList> {
+        self.authed::<(), _>(Method::GET, "api/v1/admin/users", None)
+            .await
+    }
+
+    pub async fn get_user(&self, id: UserId) -> Result<User> {
+        self.authed::<(), _>(Method::GET, &format!("api/v1/admin/users/{id}"), None)
+            .await
+    }
+
+    pub async fn update_user(&self, id: UserId, req: &UpdateUser) -> Result<User> {
+        self.authed(
+            Method::PATCH,
+            &format!("api/v1/admin/users/{id}"),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn deactivate_user(&self, id: UserId) -> Result<User> {
+        self.authed::<(), _>(
+            Method::POST,
+            &format!("api/v1/admin/users/{id}/deactivate"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn reactivate_user(&self, id: UserId) -> Result<User> {
+        self.authed::<(), _>(
+            Method::POST,
+            &format!("api/v1/admin/users/{id}/reactivate"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn reset_password(&self, id: UserId, req: &ResetPassword) -> Result<User> {
+        self.authed(
+            Method::POST,
+            &format!("api/v1/admin/users/{id}/reset-password"),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn reset_totp(&self, id: UserId) -> Result<User> {
+        self.authed::<(), _>(
+            Method::POST,
+            &format!("api/v1/admin/users/{id}/reset-totp"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn get_policy(&self) -> Result<Policy> {
+        self.authed::<(), _>(Method::GET, "api/v1/admin/policy", None)
+            .await
+    }
+
+    pub async fn update_policy(&self, req: &UpdatePolicy) -> Result<Policy> {
+        self.authed(Method::PATCH, "api/v1/admin/policy", Some(req))
+            .await
+    }
+}

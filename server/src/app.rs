@@ -34,7 +34,12 @@ pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
     // Generate a key only at the default location; a configured path that is missing is
     // a mistake (a cluster node would otherwise sign with its own key).
     let create = config.auth.jwt_key_file.is_none();
-    let signer = TokenSigner::load_or_create(&key_path, create, &config.auth.issuer, &config.auth.audience)?;
+    let signer = TokenSigner::load_or_create(
+        &key_path,
+        create,
+        &config.auth.issuer,
+        &config.auth.audience,
+    )?;
     let throttle = Throttle::new(
         config.auth.account_burst,
         config.auth.account_refill_secs,
@@ -75,7 +80,10 @@ impl Application {
     }
 
     /// Builds on an already-bound listener (tests bind port 0).
-    pub async fn build_with_listener(config: &Config, listener: tokio::net::TcpListener) -> anyhow::Result<Self> {
+    pub async fn build_with_listener(
+        config: &Config,
+        listener: tokio::net::TcpListener,
+    ) -> anyhow::Result<Self> {
         // Both rustls providers may be linked (reqwest brings ring); pin ours.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let domain = open_domain(config).await?;
@@ -93,7 +101,9 @@ impl Application {
                      One-time password: {password}\n  It must be changed at first sign-in and is not shown again.\n"
                 );
             }
-            Bootstrap::Created { one_time_password: None } => {
+            Bootstrap::Created {
+                one_time_password: None,
+            } => {
                 tracing::info!("first start: created region 'default' and administrator 'admin'");
             }
             Bootstrap::AlreadyDone => {}
@@ -139,7 +149,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
     /// finish for up to the grace period, and closes the database pool.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let Application {
             listener,
             addr,

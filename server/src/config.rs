@@ -207,10 +207,8 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(
-            Env::prefixed("TSUNAGU_")
-                .filter_map(|k| env_key(k.as_str()).map(Into::into)),
-        );
+        figment = figment
+            .merge(Env::prefixed("TSUNAGU_").filter_map(|k| env_key(k.as_str()).map(Into::into)));
         let mut config: Config = figment.extract().map_err(Box::new)?;
         config.bootstrap.admin_password = read_secret("TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD")?;
         config.validate()?;
@@ -229,22 +227,28 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.listen
-            .parse::<SocketAddr>()
-            .map_err(|_| ConfigError::Invalid(format!("listen {:?} is not host:port", self.listen)))?;
+        self.listen.parse::<SocketAddr>().map_err(|_| {
+            ConfigError::Invalid(format!("listen {:?} is not host:port", self.listen))
+        })?;
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return Err(ConfigError::Invalid(
                 "tls.cert_file and tls.key_file must be set together".into(),
             ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(ConfigError::Invalid("log.format must be text or json".into()));
+            return Err(ConfigError::Invalid(
+                "log.format must be text or json".into(),
+            ));
         }
         if self.http.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid("http.max_body_bytes is too small".into()));
+            return Err(ConfigError::Invalid(
+                "http.max_body_bytes is too small".into(),
+            ));
         }
         if self.auth.account_burst == 0 || self.auth.ip_burst == 0 {
-            return Err(ConfigError::Invalid("auth bursts must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "auth bursts must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -307,7 +311,11 @@ mod tests {
     fn toml_file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
-        std::fs::write(&path, "listen = \"127.0.0.1:9999\"\n[http]\nmax_body_bytes = 4096\n").unwrap();
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\n[http]\nmax_body_bytes = 4096\n",
+        )
+        .unwrap();
         let config = Config::load_from(Some(&path)).unwrap();
         assert_eq!(config.listen, "127.0.0.1:9999");
         assert_eq!(config.http.max_body_bytes, 4096);

@@ -11,7 +11,11 @@ use tsunagu_server::config::Config;
 use tsunagu_server::telemetry;
 
 #[derive(Parser)]
-#[command(name = "tsunagu-server", version, about = "Tsunagu care-team messaging server")]
+#[command(
+    name = "tsunagu-server",
+    version,
+    about = "Tsunagu care-team messaging server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -147,8 +151,15 @@ async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
                 eprintln!("one-time password (must be changed at first sign-in): {p}");
             }
         }
-        AdminCommand::ResetPassword { login, password_stdin } => {
-            let password = if password_stdin { Some(read_password_stdin()?) } else { None };
+        AdminCommand::ResetPassword {
+            login,
+            password_stdin,
+        } => {
+            let password = if password_stdin {
+                Some(read_password_stdin()?)
+            } else {
+                None
+            };
             if let Some(p) = domain.operator_reset_password(&login, password).await? {
                 eprintln!("one-time password (must be changed at first sign-in): {p}");
             } else {

@@ -13,11 +13,17 @@ use crate::config::LogConfig;
 /// Installs the global tracing subscriber (text or JSON). A second call is a no-op, so
 /// tests that start many servers in one process can all call it.
 pub fn init_logging(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
     let registry = tracing_subscriber::registry().with(filter);
     let result = if config.format == "json" {
         registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_writer(std::io::stderr),
+            )
             .try_init()
     } else {
         registry

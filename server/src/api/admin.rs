@@ -4,8 +4,8 @@
 use axum::extract::State;
 use serde::Deserialize;
 use tsunagu_protocol::accounts::{
-    CreateOrganization, CreateUser, Organization, OrganizationList, Policy, RegionList, ResetPassword,
-    UpdateOrganization, UpdatePolicy, UpdateUser, User, UserList,
+    CreateOrganization, CreateUser, Organization, OrganizationList, Policy, RegionList,
+    ResetPassword, UpdateOrganization, UpdatePolicy, UpdateUser, User, UserList,
 };
 use tsunagu_protocol::ids::{OrganizationId, UserId};
 use tsunagu_protocol::ErrorBody;
@@ -20,7 +20,10 @@ use super::AppState;
     responses((status = 200, body = RegionList), (status = 403, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn list_regions(State(state): State<AppState>, CurrentAdmin(admin): CurrentAdmin) -> ApiResult<AppJson<RegionList>> {
+pub async fn list_regions(
+    State(state): State<AppState>,
+    CurrentAdmin(admin): CurrentAdmin,
+) -> ApiResult<AppJson<RegionList>> {
     Ok(AppJson(RegionList {
         regions: state.domain.admin_regions(&admin).await?,
     }))
@@ -46,7 +49,10 @@ pub async fn list_organizations(
     AppQuery(q): AppQuery<ListOrganizationsQuery>,
 ) -> ApiResult<AppJson<OrganizationList>> {
     Ok(AppJson(OrganizationList {
-        organizations: state.domain.list_organizations(&admin, q.include_inactive).await?,
+        organizations: state
+            .domain
+            .list_organizations(&admin, q.include_inactive)
+            .await?,
     }))
 }
 
@@ -95,7 +101,12 @@ pub async fn update_organization(
     AppPath(id): AppPath<OrganizationId>,
     AppJson(req): AppJson<UpdateOrganization>,
 ) -> ApiResult<AppJson<Organization>> {
-    Ok(AppJson(state.domain.update_organization(&admin, id, req, &meta).await?))
+    Ok(AppJson(
+        state
+            .domain
+            .update_organization(&admin, id, req, &meta)
+            .await?,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -178,7 +189,9 @@ pub async fn update_user(
     AppPath(id): AppPath<UserId>,
     AppJson(req): AppJson<UpdateUser>,
 ) -> ApiResult<AppJson<User>> {
-    Ok(AppJson(state.domain.update_user(&admin, id, req, &meta).await?))
+    Ok(AppJson(
+        state.domain.update_user(&admin, id, req, &meta).await?,
+    ))
 }
 
 /// Deactivate a user: every session ends at once, sign-in is refused.
@@ -194,7 +207,9 @@ pub async fn deactivate_user(
     Meta(meta): Meta,
     AppPath(id): AppPath<UserId>,
 ) -> ApiResult<AppJson<User>> {
-    Ok(AppJson(state.domain.deactivate_user(&admin, id, &meta).await?))
+    Ok(AppJson(
+        state.domain.deactivate_user(&admin, id, &meta).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -209,7 +224,9 @@ pub async fn reactivate_user(
     Meta(meta): Meta,
     AppPath(id): AppPath<UserId>,
 ) -> ApiResult<AppJson<User>> {
-    Ok(AppJson(state.domain.reactivate_user(&admin, id, &meta).await?))
+    Ok(AppJson(
+        state.domain.reactivate_user(&admin, id, &meta).await?,
+    ))
 }
 
 /// Set a new password (temporary by default) and sign the user out everywhere.
@@ -227,7 +244,9 @@ pub async fn reset_password(
     AppPath(id): AppPath<UserId>,
     AppJson(req): AppJson<ResetPassword>,
 ) -> ApiResult<AppJson<User>> {
-    Ok(AppJson(state.domain.reset_password(&admin, id, req, &meta).await?))
+    Ok(AppJson(
+        state.domain.reset_password(&admin, id, req, &meta).await?,
+    ))
 }
 
 /// Remove a user's TOTP second factor (lost phone).
@@ -252,7 +271,10 @@ pub async fn reset_totp(
     responses((status = 200, body = Policy), (status = 403, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn get_policy(State(state): State<AppState>, CurrentAdmin(admin): CurrentAdmin) -> ApiResult<AppJson<Policy>> {
+pub async fn get_policy(
+    State(state): State<AppState>,
+    CurrentAdmin(admin): CurrentAdmin,
+) -> ApiResult<AppJson<Policy>> {
     Ok(AppJson(state.domain.get_policy(&admin).await?))
 }
 
@@ -269,5 +291,7 @@ pub async fn update_policy(
     Meta(meta): Meta,
     AppJson(req): AppJson<UpdatePolicy>,
 ) -> ApiResult<AppJson<Policy>> {
-    Ok(AppJson(state.domain.update_policy(&admin, req, &meta).await?))
+    Ok(AppJson(
+        state.domain.update_policy(&admin, req, &meta).await?,
+    ))
 }

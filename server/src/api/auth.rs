@@ -45,7 +45,9 @@ pub async fn refresh(
     Meta(meta): Meta,
     AppJson(req): AppJson<RefreshRequest>,
 ) -> ApiResult<AppJson<TokenResponse>> {
-    Ok(AppJson(state.domain.refresh(&req.refresh_token, &meta).await?))
+    Ok(AppJson(
+        state.domain.refresh(&req.refresh_token, &meta).await?,
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -73,7 +75,13 @@ pub async fn logout(
         None
     } else {
         serde_json::from_slice::<LogoutRequest>(&body)
-            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::MalformedJson, "the body is not a logout request"))?
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::MalformedJson,
+                    "the body is not a logout request",
+                )
+            })?
             .refresh_token
     };
     state
@@ -89,7 +97,10 @@ pub struct MaybeSession(Option<crate::domain::Session>);
 impl FromRequestParts<AppState> for MaybeSession {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let session = match bearer(parts) {
             Some(token) => state.domain.authenticate(token).await.ok(),
             None => None,

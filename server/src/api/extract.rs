@@ -41,7 +41,10 @@ pub struct Meta(pub RequestMeta);
 impl FromRequestParts<AppState> for Meta {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Meta(request_meta(parts, state.trust_forwarded_for)))
     }
 }
@@ -83,7 +86,9 @@ pub fn request_meta(parts: &Parts, trust_forwarded_for: bool) -> RequestMeta {
 pub fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Any signed-in caller, even one who must change their password first.
@@ -92,7 +97,10 @@ pub struct CurrentSession(pub Session);
 impl FromRequestParts<AppState> for CurrentSession {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthenticated)?;
         Ok(CurrentSession(state.domain.authenticate(token).await?))
     }
@@ -104,7 +112,10 @@ pub struct CurrentMember(pub Member);
 impl FromRequestParts<AppState> for CurrentMember {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let CurrentSession(session) = CurrentSession::from_request_parts(parts, state).await?;
         Ok(CurrentMember(session.member()?))
     }
@@ -116,7 +127,10 @@ pub struct CurrentAdmin(pub RegionAdmin);
 impl FromRequestParts<AppState> for CurrentAdmin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let CurrentMember(member) = CurrentMember::from_request_parts(parts, state).await?;
         Ok(CurrentAdmin(member.region_admin()?))
     }

@@ -21,12 +21,23 @@ pub async fn healthz() -> impl IntoResponse {
     responses((status = 200, description = "Ready"), (status = 503, description = "Not ready"))
 )]
 pub async fn readyz(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    if state.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "shutting down"));
+    if state
+        .shutting_down
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "shutting down",
+        ));
     }
     state.domain.store().ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check: database unreachable");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "database unreachable")
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "database unreachable",
+        )
     })?;
     Ok(axum::Json(json!({ "status": "ready" })))
 }

@@ -20,7 +20,10 @@ use super::AppState;
     ),
     security(("bearer" = []))
 )]
-pub async fn me(State(state): State<AppState>, CurrentSession(session): CurrentSession) -> ApiResult<AppJson<Me>> {
+pub async fn me(
+    State(state): State<AppState>,
+    CurrentSession(session): CurrentSession,
+) -> ApiResult<AppJson<Me>> {
     Ok(AppJson(state.domain.me(&session).await?))
 }
 
@@ -77,6 +80,9 @@ pub async fn totp_confirm(
     Meta(meta): Meta,
     AppJson(req): AppJson<TotpCodeRequest>,
 ) -> ApiResult<StatusCode> {
-    state.domain.totp_confirm(&session, &req.code, &meta).await?;
+    state
+        .domain
+        .totp_confirm(&session, &req.code, &meta)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -22,7 +22,9 @@ use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -61,15 +63,33 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .route("/me/totp", post(me::totp_begin))
         .route("/me/totp/confirm", post(me::totp_confirm))
         .route("/admin/regions", get(admin::list_regions))
-        .route("/admin/organizations", get(admin::list_organizations).post(admin::create_organization))
-        .route("/admin/organizations/{id}", get(admin::get_organization).patch(admin::update_organization))
-        .route("/admin/users", get(admin::list_users).post(admin::create_user))
-        .route("/admin/users/{id}", get(admin::get_user).patch(admin::update_user))
+        .route(
+            "/admin/organizations",
+            get(admin::list_organizations).post(admin::create_organization),
+        )
+        .route(
+            "/admin/organizations/{id}",
+            get(admin::get_organization).patch(admin::update_organization),
+        )
+        .route(
+            "/admin/users",
+            get(admin::list_users).post(admin::create_user),
+        )
+        .route(
+            "/admin/users/{id}",
+            get(admin::get_user).patch(admin::update_user),
+        )
         .route("/admin/users/{id}/deactivate", post(admin::deactivate_user))
         .route("/admin/users/{id}/reactivate", post(admin::reactivate_user))
-        .route("/admin/users/{id}/reset-password", post(admin::reset_password))
+        .route(
+            "/admin/users/{id}/reset-password",
+            post(admin::reset_password),
+        )
         .route("/admin/users/{id}/reset-totp", post(admin::reset_totp))
-        .route("/admin/policy", get(admin::get_policy).patch(admin::update_policy))
+        .route(
+            "/admin/policy",
+            get(admin::get_policy).patch(admin::update_policy),
+        )
         .route("/openapi.json", get(openapi_json));
 
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
@@ -102,10 +122,17 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
                     HeaderValue::from_static(PROTOCOL_VERSION),
                 ))
                 .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, "internal error")
-                        .into_response()
+                    ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        ErrorCode::Internal,
+                        "internal error",
+                    )
+                    .into_response()
                 }))
-                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout)),
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    limits.request_timeout,
+                )),
         )
         .with_state(state)
 }

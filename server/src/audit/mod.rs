@@ -294,13 +294,31 @@ pub async fn verify(conn: &mut Conn) -> Result<(i64, Option<ChainBreak>)> {
         }
         for row in page {
             if row.seq != expected_seq {
-                return Ok((checked, Some(ChainBreak { seq: expected_seq, reason: "missing" })));
+                return Ok((
+                    checked,
+                    Some(ChainBreak {
+                        seq: expected_seq,
+                        reason: "missing",
+                    }),
+                ));
             }
             if row.prev_hash != expected_prev {
-                return Ok((checked, Some(ChainBreak { seq: row.seq, reason: "broken_link" })));
+                return Ok((
+                    checked,
+                    Some(ChainBreak {
+                        seq: row.seq,
+                        reason: "broken_link",
+                    }),
+                ));
             }
             if row.compute_hash() != row.hash {
-                return Ok((checked, Some(ChainBreak { seq: row.seq, reason: "modified" })));
+                return Ok((
+                    checked,
+                    Some(ChainBreak {
+                        seq: row.seq,
+                        reason: "modified",
+                    }),
+                ));
             }
             expected_prev = row.hash;
             expected_seq += 1;
@@ -312,7 +330,13 @@ pub async fn verify(conn: &mut Conn) -> Result<(i64, Option<ChainBreak>)> {
             .fetch_one(&mut *conn)
             .await?;
     if last_seq != checked || last_hash != expected_prev {
-        return Ok((checked, Some(ChainBreak { seq: checked + 1, reason: "truncated" })));
+        return Ok((
+            checked,
+            Some(ChainBreak {
+                seq: checked + 1,
+                reason: "truncated",
+            }),
+        ));
     }
     Ok((checked, None))
 }

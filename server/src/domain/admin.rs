@@ -5,8 +5,8 @@
 use secrecy::SecretString;
 use serde_json::json;
 use tsunagu_protocol::accounts::{
-    CreateOrganization, CreateUser, Organization, Policy, Region, ResetPassword, UpdateOrganization,
-    UpdatePolicy, UpdateUser, User, UserRole,
+    CreateOrganization, CreateUser, Organization, Policy, Region, ResetPassword,
+    UpdateOrganization, UpdatePolicy, UpdateUser, User, UserRole,
 };
 use tsunagu_protocol::ids::{OrganizationId, UserId};
 
@@ -38,7 +38,11 @@ impl Domain {
         Ok(vec![convert::region(&region)?])
     }
 
-    pub async fn list_organizations(&self, admin: &RegionAdmin, include_inactive: bool) -> Result<Vec<Organization>> {
+    pub async fn list_organizations(
+        &self,
+        admin: &RegionAdmin,
+        include_inactive: bool,
+    ) -> Result<Vec<Organization>> {
         let mut conn = self.store().conn().await?;
         organizations::list_in_region(&mut conn, &admin.region_id().to_string(), include_inactive)
             .await?
@@ -47,7 +51,11 @@ impl Domain {
             .collect()
     }
 
-    pub async fn get_organization(&self, admin: &RegionAdmin, id: OrganizationId) -> Result<Organization> {
+    pub async fn get_organization(
+        &self,
+        admin: &RegionAdmin,
+        id: OrganizationId,
+    ) -> Result<Organization> {
         let mut conn = self.store().conn().await?;
         let row = find_org(&mut conn, admin, id).await?;
         convert::organization(&row)
@@ -74,8 +82,12 @@ impl Domain {
         audit::append(
             &mut tx,
             meta,
-            Event::new(Action::OrganizationCreated, Outcome::Success, &admin.session().actor())
-                .target("organization", row.id.clone()),
+            Event::new(
+                Action::OrganizationCreated,
+                Outcome::Success,
+                &admin.session().actor(),
+            )
+            .target("organization", row.id.clone()),
         )
         .await?;
         tx.commit().await?;
@@ -109,9 +121,13 @@ impl Domain {
         audit::append(
             &mut tx,
             meta,
-            Event::new(Action::OrganizationUpdated, Outcome::Success, &admin.session().actor())
-                .target("organization", row.id.clone())
-                .detail(json!({ "fields": changed })),
+            Event::new(
+                Action::OrganizationUpdated,
+                Outcome::Success,
+                &admin.session().actor(),
+            )
+            .target("organization", row.id.clone())
+            .detail(json!({ "fields": changed })),
         )
         .await?;
         tx.commit().await?;
@@ -141,17 +157,34 @@ impl Domain {
         convert::user(&find_user(&mut conn, admin, id).await?)
     }
 
-    pub async fn create_user(&self, admin: &RegionAdmin, req: CreateUser, meta: &RequestMeta) -> Result<User> {
+    pub async fn create_user(
+        &self,
+        admin: &RegionAdmin,
+        req: CreateUser,
+        meta: &RequestMeta,
+    ) -> Result<User> {
         let region = {
             let mut conn = self.store().conn().await?;
             own_region(&mut conn, admin).await?
         };
-        self.insert_user(NewUser { region: &region, req }, &admin.session().actor(), meta)
-            .await
+        self.insert_user(
+            NewUser {
+                region: &region,
+                req,
+            },
+            &admin.session().actor(),
+            meta,
+        )
+        .await
     }
 
     /// Validates, hashes and inserts a user, with its audit entry, in one transaction.
-    pub(super) async fn insert_user(&self, new: NewUser<'_>, actor: &Actor, meta: &RequestMeta) -> Result<User> {
+    pub(super) async fn insert_user(
+        &self,
+        new: NewUser<'_>,
+        actor: &Actor,
+        meta: &RequestMeta,
+    ) -> Result<User> {
         let NewUser { region, req } = new;
         let (login, login_key) = validate::login(req.login.trim())?;
         let display_name = validate::name("display_name", &req.display_name, 100)?;
@@ -193,7 +226,9 @@ impl Domain {
             updated_at: now,
         };
         users::insert(&mut tx, &row).await.map_err(|e| match e {
-            crate::store::StoreError::Conflict => DomainError::Conflict("that login id is taken".into()),
+            crate::store::StoreError::Conflict => {
+                DomainError::Conflict("that login id is taken".into())
+            }
             other => other.into(),
         })?;
         audit::append(
@@ -279,21 +314,33 @@ impl Domain {
 
     /// Deactivates a user and revokes every session at once: their access and refresh
     /// tokens stop working on the next request.
-    pub async fn deactivate_user(&self, admin: &RegionAdmin, id: UserId, meta: &RequestMeta) -> Result<User> {
+    pub async fn deactivate_user(
+        &self,
+        admin: &RegionAdmin,
+        id: UserId,
+        meta: &RequestMeta,
+    ) -> Result<User> {
         if id == admin.session().user_id() {
-            return Err(DomainError::Conflict("you cannot deactivate yourself".into()));
+            return Err(DomainError::Conflict(
+                "you cannot deactivate yourself".into(),
+            ));
         }
         let mut tx = self.store().begin().await?;
         let mut row = find_user(&mut tx, admin, id).await?;
         let now = now_ms();
         users::set_active(&mut tx, &row.id, false, now).await?;
-        let revoked = sessions::revoke_user_sessions(&mut tx, &row.id, None, "user_deactivated", now).await?;
+        let revoked =
+            sessions::revoke_user_sessions(&mut tx, &row.id, None, "user_deactivated", now).await?;
         audit::append(
             &mut tx,
             meta,
-            Event::new(Action::UserDeactivated, Outcome::Success, &admin.session().actor())
-                .target("user", row.id.clone())
-                .detail(json!({ "sessions_revoked": revoked })),
+            Event::new(
+                Action::UserDeactivated,
+                Outcome::Success,
+                &admin.session().actor(),
+            )
+            .target("user", row.id.clone())
+            .detail(json!({ "sessions_revoked": revoked })),
         )
         .await?;
         tx.commit().await?;
@@ -301,15 +348,24 @@ impl Domain {
         convert::user(&row)
     }
 
-    pub async fn reactivate_user(&self, admin: &RegionAdmin, id: UserId, meta: &RequestMeta) -> Result<User> {
+    pub async fn reactivate_user(
+        &self,
+        admin: &RegionAdmin,
+        id: UserId,
+        meta: &RequestMeta,
+    ) -> Result<User> {
         let mut tx = self.store().begin().await?;
         let mut row = find_user(&mut tx, admin, id).await?;
         users::set_active(&mut tx, &row.id, true, now_ms()).await?;
         audit::append(
             &mut tx,
             meta,
-            Event::new(Action::UserReactivated, Outcome::Success, &admin.session().actor())
-                .target("user", row.id.clone()),
+            Event::new(
+                Action::UserReactivated,
+                Outcome::Success,
+                &admin.session().actor(),
+            )
+            .target("user", row.id.clone()),
         )
         .await?;
         tx.commit().await?;
@@ -327,12 +383,25 @@ impl Domain {
     ) -> Result<User> {
         let (row, region) = {
             let mut conn = self.store().conn().await?;
-            (find_user(&mut conn, admin, id).await?, own_region(&mut conn, admin).await?)
+            (
+                find_user(&mut conn, admin, id).await?,
+                own_region(&mut conn, admin).await?,
+            )
         };
-        password::check_policy(&req.password, region.password_min_length as usize, &row.login)?;
+        password::check_policy(
+            &req.password,
+            region.password_min_length as usize,
+            &row.login,
+        )?;
         let must_change = req.must_change_password.unwrap_or(true);
-        self.set_password_and_sign_out(&row, SecretString::from(req.password), must_change, &admin.session().actor(), meta)
-            .await
+        self.set_password_and_sign_out(
+            &row,
+            SecretString::from(req.password),
+            must_change,
+            &admin.session().actor(),
+            meta,
+        )
+        .await
     }
 
     pub(super) async fn set_password_and_sign_out(
@@ -364,7 +433,12 @@ impl Domain {
 
     /// Removes a user's second factor (lost phone); they enrol again at next sign-in if
     /// the policy requires it.
-    pub async fn reset_totp(&self, admin: &RegionAdmin, id: UserId, meta: &RequestMeta) -> Result<User> {
+    pub async fn reset_totp(
+        &self,
+        admin: &RegionAdmin,
+        id: UserId,
+        meta: &RequestMeta,
+    ) -> Result<User> {
         let row = {
             let mut conn = self.store().conn().await?;
             find_user(&mut conn, admin, id).await?
@@ -372,7 +446,12 @@ impl Domain {
         self.clear_totp(&row, &admin.session().actor(), meta).await
     }
 
-    pub(super) async fn clear_totp(&self, row: &UserRow, actor: &Actor, meta: &RequestMeta) -> Result<User> {
+    pub(super) async fn clear_totp(
+        &self,
+        row: &UserRow,
+        actor: &Actor,
+        meta: &RequestMeta,
+    ) -> Result<User> {
         let mut tx = self.store().begin().await?;
         users::set_totp(&mut tx, &row.id, None, false, now_ms()).await?;
         audit::append(
@@ -395,7 +474,12 @@ impl Domain {
         Ok(convert::policy(&own_region(&mut conn, admin).await?))
     }
 
-    pub async fn update_policy(&self, admin: &RegionAdmin, req: UpdatePolicy, meta: &RequestMeta) -> Result<Policy> {
+    pub async fn update_policy(
+        &self,
+        admin: &RegionAdmin,
+        req: UpdatePolicy,
+        meta: &RequestMeta,
+    ) -> Result<Policy> {
         let mut tx = self.store().begin().await?;
         let mut row = own_region(&mut tx, admin).await?;
         let before = convert::policy(&row);
@@ -420,9 +504,13 @@ impl Domain {
         audit::append(
             &mut tx,
             meta,
-            Event::new(Action::PolicyChanged, Outcome::Success, &admin.session().actor())
-                .target("region", row.id.clone())
-                .detail(json!({ "before": policy_json(&before), "after": policy_json(&after) })),
+            Event::new(
+                Action::PolicyChanged,
+                Outcome::Success,
+                &admin.session().actor(),
+            )
+            .target("region", row.id.clone())
+            .detail(json!({ "before": policy_json(&before), "after": policy_json(&after) })),
         )
         .await?;
         tx.commit().await?;
@@ -430,7 +518,11 @@ impl Domain {
     }
 }
 
-fn in_range<T: PartialOrd + std::fmt::Display>(field: &str, v: T, range: &std::ops::RangeInclusive<T>) -> Result<()> {
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    field: &str,
+    v: T,
+    range: &std::ops::RangeInclusive<T>,
+) -> Result<()> {
     if range.contains(&v) {
         Ok(())
     } else {
@@ -457,7 +549,11 @@ async fn own_region(conn: &mut Conn, admin: &RegionAdmin) -> Result<RegionRow> {
         .ok_or_else(|| DomainError::Internal("administrator without region".into()))
 }
 
-async fn find_org(conn: &mut Conn, admin: &RegionAdmin, id: OrganizationId) -> Result<OrganizationRow> {
+async fn find_org(
+    conn: &mut Conn,
+    admin: &RegionAdmin,
+    id: OrganizationId,
+) -> Result<OrganizationRow> {
     organizations::get_in_region(conn, &admin.region_id().to_string(), &id.to_string())
         .await?
         .ok_or(DomainError::NotFound("organization"))

@@ -106,7 +106,8 @@ impl Domain {
         let Some(session_id) = sessions::consume_refresh_token(&mut tx, &hash, now).await? else {
             if let Some(state) = sessions::find_refresh_token(&mut tx, &hash).await? {
                 if state.used_at.is_some()
-                    && sessions::revoke_session(&mut tx, &state.session_id, "refresh_reuse", now).await?
+                    && sessions::revoke_session(&mut tx, &state.session_id, "refresh_reuse", now)
+                        .await?
                 {
                     let user = users::get(&mut tx, &state.user_id).await?;
                     let actor = user.as_ref().map(actor_of).unwrap_or_default();
@@ -169,7 +170,10 @@ impl Domain {
             let hash = tokens::hash_refresh_token(token);
             if let Some(state) = sessions::find_refresh_token(&mut tx, &hash).await? {
                 let user = users::get(&mut tx, &state.user_id).await?;
-                targets.push((state.session_id, user.as_ref().map(actor_of).unwrap_or_default()));
+                targets.push((
+                    state.session_id,
+                    user.as_ref().map(actor_of).unwrap_or_default(),
+                ));
             }
         }
         for (session_id, actor) in targets {
@@ -191,7 +195,10 @@ impl Domain {
     /// Turns a bearer token into a `Session`: signature, claims, a live session and an
     /// active user are all required. Any failure is the same 401.
     pub async fn authenticate(&self, bearer: &str) -> Result<Session> {
-        let claims = self.signer().verify(bearer).ok_or(DomainError::Unauthenticated)?;
+        let claims = self
+            .signer()
+            .verify(bearer)
+            .ok_or(DomainError::Unauthenticated)?;
         let mut conn = self.store().conn().await?;
         let row = users::auth_context(&mut conn, &claims.sid, &claims.sub)
             .await?
@@ -209,7 +216,11 @@ impl Domain {
         Ok(Session {
             user_id: convert::id(&row.id)?,
             region_id: convert::id(&row.region_id)?,
-            organization_id: row.organization_id.as_deref().map(convert::id).transpose()?,
+            organization_id: row
+                .organization_id
+                .as_deref()
+                .map(convert::id)
+                .transpose()?,
             session_id: claims.sid,
             is_region_admin: row.role == UserRole::RegionAdmin.as_str(),
             pending,
@@ -251,20 +262,42 @@ impl Domain {
         let user_id = session.user_id.to_string();
         let (user, region) = {
             let mut conn = self.store().conn().await?;
-            let user = users::get(&mut conn, &user_id).await?.ok_or(DomainError::Unauthenticated)?;
+            let user = users::get(&mut conn, &user_id)
+                .await?
+                .ok_or(DomainError::Unauthenticated)?;
             let region = regions::get(&mut conn, &user.region_id)
                 .await?
                 .ok_or_else(|| DomainError::Internal("user without region".into()))?;
             (user, region)
         };
-        if self.throttle().check(&user.login_key, meta.ip.as_deref()).is_err() {
-            return Err(DomainError::Throttled { retry_after_secs: 60 });
+        if self
+            .throttle()
+            .check(&user.login_key, meta.ip.as_deref())
+            .is_err()
+        {
+            return Err(DomainError::Throttled {
+                retry_after_secs: 60,
+            });
         }
-        if !password::verify(SecretString::from(req.current_password), user.password_hash.clone()).await? {
+        if !password::verify(
+            SecretString::from(req.current_password),
+            user.password_hash.clone(),
+        )
+        .await?
+        {
             return Err(DomainError::InvalidCredentials);
         }
-        password::check_policy(&req.new_password, region.password_min_length as usize, &user.login)?;
-        if password::verify(SecretString::from(req.new_password.clone()), user.password_hash.clone()).await? {
+        password::check_policy(
+            &req.new_password,
+            region.password_min_length as usize,
+            &user.login,
+        )?;
+        if password::verify(
+            SecretString::from(req.new_password.clone()),
+            user.password_hash.clone(),
+        )
+        .await?
+        {
             return Err(DomainError::WeakPassword(
                 "the new password must differ from the current one".into(),
             ));
@@ -273,12 +306,19 @@ impl Domain {
         let now = now_ms();
         let mut tx = self.store().begin().await?;
         users::set_password(&mut tx, &user_id, &phc, false, now).await?;
-        sessions::revoke_user_sessions(&mut tx, &user_id, Some(&session.session_id), "password_changed", now)
-            .await?;
+        sessions::revoke_user_sessions(
+            &mut tx,
+            &user_id,
+            Some(&session.session_id),
+            "password_changed",
+            now,
+        )
+        .await?;
         audit::append(
             &mut tx,
             meta,
-            Event::new(Action::PasswordChanged, Outcome::Success, &session.actor()).target("user", user_id),
+            Event::new(Action::PasswordChanged, Outcome::Success, &session.actor())
+                .target("user", user_id),
         )
         .await?;
         tx.commit().await?;
@@ -289,7 +329,9 @@ impl Domain {
     pub async fn totp_begin(&self, session: &Session) -> Result<TotpEnrollment> {
         let user_id = session.user_id.to_string();
         let mut conn = self.store().conn().await?;
-        let user = users::get(&mut conn, &user_id).await?.ok_or(DomainError::Unauthenticated)?;
+        let user = users::get(&mut conn, &user_id)
+            .await?
+            .ok_or(DomainError::Unauthenticated)?;
         if user.totp_enabled != 0 {
             return Err(DomainError::Conflict(
                 "TOTP is already enabled; an administrator can reset it".into(),
@@ -305,15 +347,24 @@ impl Domain {
     }
 
     /// Confirms enrolment with a current code; from now on sign-in needs a code.
-    pub async fn totp_confirm(&self, session: &Session, code: &str, meta: &RequestMeta) -> Result<()> {
+    pub async fn totp_confirm(
+        &self,
+        session: &Session,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> Result<()> {
         let user_id = session.user_id.to_string();
         let mut tx = self.store().begin().await?;
-        let user = users::get(&mut tx, &user_id).await?.ok_or(DomainError::Unauthenticated)?;
+        let user = users::get(&mut tx, &user_id)
+            .await?
+            .ok_or(DomainError::Unauthenticated)?;
         if user.totp_enabled != 0 {
             return Err(DomainError::Conflict("TOTP is already enabled".into()));
         }
         let Some(secret) = user.totp_secret.as_deref() else {
-            return Err(DomainError::Invalid("start enrolment first (POST /api/v1/me/totp)".into()));
+            return Err(DomainError::Invalid(
+                "start enrolment first (POST /api/v1/me/totp)".into(),
+            ));
         };
         let generator = totp::generator(secret, &self.settings().totp_issuer, &user.login)?;
         let Some(step) = totp::matching_step(&generator, code, (now_ms() / 1000) as u64) else {
@@ -324,7 +375,8 @@ impl Domain {
         audit::append(
             &mut tx,
             meta,
-            Event::new(Action::TotpEnrolled, Outcome::Success, &session.actor()).target("user", user_id),
+            Event::new(Action::TotpEnrolled, Outcome::Success, &session.actor())
+                .target("user", user_id),
         )
         .await?;
         tx.commit().await?;
@@ -343,7 +395,13 @@ impl Domain {
         }
     }
 
-    async fn add_refresh_token(&self, conn: &mut Conn, session_id: &str, now: i64, ttl_secs: i64) -> Result<String> {
+    async fn add_refresh_token(
+        &self,
+        conn: &mut Conn,
+        session_id: &str,
+        now: i64,
+        ttl_secs: i64,
+    ) -> Result<String> {
         let token = tokens::new_refresh_token();
         sessions::insert_refresh_token(
             conn,
@@ -357,7 +415,13 @@ impl Domain {
         Ok(token)
     }
 
-    fn token_response(&self, user: &UserRow, session_id: &str, refresh: String, ttl_secs: i64) -> Result<TokenResponse> {
+    fn token_response(
+        &self,
+        user: &UserRow,
+        session_id: &str,
+        refresh: String,
+        ttl_secs: i64,
+    ) -> Result<TokenResponse> {
         let ttl = ttl_secs.max(1) as u64;
         let access = self
             .signer()

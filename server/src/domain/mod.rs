@@ -48,7 +48,12 @@ struct Inner {
 }
 
 impl Domain {
-    pub fn new(store: Store, signer: TokenSigner, throttle: Throttle, settings: DomainSettings) -> Self {
+    pub fn new(
+        store: Store,
+        signer: TokenSigner,
+        throttle: Throttle,
+        settings: DomainSettings,
+    ) -> Self {
         Domain {
             inner: Arc::new(Inner {
                 store,

@@ -76,8 +76,15 @@ impl Domain {
         // set-up's choice); the policy applies to every later change.
         let mut relaxed = row.clone();
         relaxed.password_min_length = 1;
-        self.insert_user(NewUser { region: &relaxed, req }, &operator_actor(&region.id.to_string()), &operator_meta())
-            .await?;
+        self.insert_user(
+            NewUser {
+                region: &relaxed,
+                req,
+            },
+            &operator_actor(&region.id.to_string()),
+            &operator_meta(),
+        )
+        .await?;
         Ok(Bootstrap::Created {
             one_time_password: one_time,
         })
@@ -105,9 +112,13 @@ impl Domain {
         audit::append(
             &mut tx,
             &operator_meta(),
-            Event::new(Action::RegionCreated, Outcome::Success, &operator_actor(&row.id))
-                .target("region", row.id.clone())
-                .detail(json!({ "via": "operator" })),
+            Event::new(
+                Action::RegionCreated,
+                Outcome::Success,
+                &operator_actor(&row.id),
+            )
+            .target("region", row.id.clone())
+            .detail(json!({ "via": "operator" })),
         )
         .await?;
         tx.commit().await?;
@@ -117,13 +128,24 @@ impl Domain {
     /// Creates a user in the region `region_slug`, bypassing nothing but the API.
     pub async fn operator_create_user(&self, region_slug: &str, req: CreateUser) -> Result<User> {
         let region = self.region_row_by_slug(region_slug).await?;
-        self.insert_user(NewUser { region: &region, req }, &operator_actor(&region.id), &operator_meta())
-            .await
+        self.insert_user(
+            NewUser {
+                region: &region,
+                req,
+            },
+            &operator_actor(&region.id),
+            &operator_meta(),
+        )
+        .await
     }
 
     /// Sets a new password for `login` and signs them out everywhere. With `None`, a
     /// one-time password is generated (and returned) that must be changed at sign-in.
-    pub async fn operator_reset_password(&self, login: &str, password: Option<SecretString>) -> Result<Option<String>> {
+    pub async fn operator_reset_password(
+        &self,
+        login: &str,
+        password: Option<SecretString>,
+    ) -> Result<Option<String>> {
         let row = self.user_by_login(login).await?;
         let (pw, one_time) = match password {
             Some(p) => (p, None),
@@ -132,8 +154,14 @@ impl Domain {
                 (SecretString::from(p.clone()), Some(p))
             }
         };
-        self.set_password_and_sign_out(&row, pw, one_time.is_some(), &operator_actor(&row.region_id), &operator_meta())
-            .await?;
+        self.set_password_and_sign_out(
+            &row,
+            pw,
+            one_time.is_some(),
+            &operator_actor(&row.region_id),
+            &operator_meta(),
+        )
+        .await?;
         Ok(one_time)
     }
 

@@ -79,15 +79,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_hash_verifies_its_password_and_nothing_else() {
-        let phc = hash(SecretString::from("correct horse battery")).await.unwrap();
+        let phc = hash(SecretString::from("correct horse battery"))
+            .await
+            .unwrap();
         assert!(phc.starts_with("$argon2id$"));
-        assert!(verify(SecretString::from("correct horse battery"), phc.clone()).await.unwrap());
-        assert!(!verify(SecretString::from("correct horse batterY"), phc).await.unwrap());
+        assert!(
+            verify(SecretString::from("correct horse battery"), phc.clone())
+                .await
+                .unwrap()
+        );
+        assert!(!verify(SecretString::from("correct horse batterY"), phc)
+            .await
+            .unwrap());
     }
 
     #[tokio::test]
     async fn a_malformed_stored_hash_never_matches() {
-        assert!(!verify(SecretString::from("x"), "not-a-hash".into()).await.unwrap());
+        assert!(!verify(SecretString::from("x"), "not-a-hash".into())
+            .await
+            .unwrap());
     }
 
     #[test]

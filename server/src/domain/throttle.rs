@@ -21,7 +21,12 @@ fn quota(burst: u32, refill_secs: u64) -> Quota {
 }
 
 impl Throttle {
-    pub fn new(account_burst: u32, account_refill_secs: u64, ip_burst: u32, ip_refill_secs: u64) -> Self {
+    pub fn new(
+        account_burst: u32,
+        account_refill_secs: u64,
+        ip_burst: u32,
+        ip_refill_secs: u64,
+    ) -> Self {
         Throttle {
             accounts: RateLimiter::keyed(quota(account_burst, account_refill_secs)),
             addresses: RateLimiter::keyed(quota(ip_burst, ip_refill_secs)),

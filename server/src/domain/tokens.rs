@@ -54,7 +54,12 @@ pub struct TokenSigner {
 impl TokenSigner {
     /// Loads the PKCS#8 PEM key at `path`; when `create` is set and the file does not
     /// exist, generates one and writes it with owner-only permissions.
-    pub fn load_or_create(path: &Path, create: bool, issuer: &str, audience: &str) -> Result<Self, KeyError> {
+    pub fn load_or_create(
+        path: &Path,
+        create: bool,
+        issuer: &str,
+        audience: &str,
+    ) -> Result<Self, KeyError> {
         let err = |reason: String| KeyError::Load {
             path: path.display().to_string(),
             reason,
@@ -77,7 +82,8 @@ impl TokenSigner {
     }
 
     pub fn from_pem(pem: &str, issuer: &str, audience: &str) -> Result<Self, String> {
-        let key = SigningKey::from_pkcs8_pem(pem).map_err(|e| format!("not an Ed25519 PKCS#8 key: {e}"))?;
+        let key = SigningKey::from_pkcs8_pem(pem)
+            .map_err(|e| format!("not an Ed25519 PKCS#8 key: {e}"))?;
         let der = key.to_pkcs8_der().map_err(|e| e.to_string())?;
         let encoding = EncodingKey::from_ed_der(der.as_bytes());
         let public = URL_SAFE_NO_PAD.encode(key.verifying_key().as_bytes());
@@ -104,7 +110,13 @@ impl TokenSigner {
     }
 
     /// A signed access token for `ttl_secs`.
-    pub fn issue(&self, user_id: &str, region_id: &str, session_id: &str, ttl_secs: u64) -> Result<String, String> {
+    pub fn issue(
+        &self,
+        user_id: &str,
+        region_id: &str,
+        session_id: &str,
+        ttl_secs: u64,
+    ) -> Result<String, String> {
         let now = (now_ms() / 1000) as u64;
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -185,7 +197,10 @@ mod tests {
         let s = signer();
         let t = s.issue("u1", "r1", "s1", 900).unwrap();
         let c = s.verify(&t).unwrap();
-        assert_eq!((c.sub.as_str(), c.rid.as_str(), c.sid.as_str()), ("u1", "r1", "s1"));
+        assert_eq!(
+            (c.sub.as_str(), c.rid.as_str(), c.sid.as_str()),
+            ("u1", "r1", "s1")
+        );
     }
 
     #[test]

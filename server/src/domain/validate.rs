@@ -45,7 +45,9 @@ pub fn login_key(value: &str) -> String {
 /// A region slug: 2..=40 of `a-z 0-9 -`.
 pub fn slug(value: &str) -> Result<String> {
     let ok = (2..=40).contains(&value.len())
-        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if ok {
         Ok(value.to_owned())
     } else {

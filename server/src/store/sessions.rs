@@ -37,7 +37,11 @@ pub async fn insert_refresh_token(
 
 /// Marks a live refresh token used, atomically: of two concurrent refreshes with the same
 /// token exactly one gets `Some(session_id)`.
-pub async fn consume_refresh_token(conn: &mut Conn, token_hash: &str, now: i64) -> Result<Option<String>> {
+pub async fn consume_refresh_token(
+    conn: &mut Conn,
+    token_hash: &str,
+    now: i64,
+) -> Result<Option<String>> {
     let row: Option<(String,)> = sqlx::query_as(
         "UPDATE refresh_tokens SET used_at = $2 \
          WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
@@ -59,7 +63,10 @@ pub struct RefreshTokenState {
     pub used_at: Option<i64>,
 }
 
-pub async fn find_refresh_token(conn: &mut Conn, token_hash: &str) -> Result<Option<RefreshTokenState>> {
+pub async fn find_refresh_token(
+    conn: &mut Conn,
+    token_hash: &str,
+) -> Result<Option<RefreshTokenState>> {
     Ok(sqlx::query_as(
         "SELECT t.session_id, s.user_id, t.used_at FROM refresh_tokens t \
          JOIN sessions s ON s.id = t.session_id WHERE t.token_hash = $1",
@@ -78,7 +85,12 @@ pub async fn session_user(conn: &mut Conn, session_id: &str) -> Result<Option<St
 }
 
 /// Revokes one session. Returns whether it was live.
-pub async fn revoke_session(conn: &mut Conn, session_id: &str, reason: &str, now: i64) -> Result<bool> {
+pub async fn revoke_session(
+    conn: &mut Conn,
+    session_id: &str,
+    reason: &str,
+    now: i64,
+) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE sessions SET revoked_at = $2, revoke_reason = $3 WHERE id = $1 AND revoked_at IS NULL",
     )

@@ -181,11 +181,12 @@ pub async fn set_totp(
 /// Records that the TOTP code of time step `step` was used. Returns false when that
 /// step (or a later one) was already used: a replayed code.
 pub async fn advance_totp_step(conn: &mut Conn, id: &str, step: i64) -> Result<bool> {
-    let done = sqlx::query("UPDATE users SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2")
-        .bind(id)
-        .bind(step)
-        .execute(conn)
-        .await?;
+    let done =
+        sqlx::query("UPDATE users SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2")
+            .bind(id)
+            .bind(step)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -213,7 +214,11 @@ pub struct AuthRow {
     pub mfa_required: i64,
 }
 
-pub async fn auth_context(conn: &mut Conn, session_id: &str, user_id: &str) -> Result<Option<AuthRow>> {
+pub async fn auth_context(
+    conn: &mut Conn,
+    session_id: &str,
+    user_id: &str,
+) -> Result<Option<AuthRow>> {
     Ok(sqlx::query_as(
         "SELECT u.id, u.region_id, u.organization_id, u.role, u.active, u.must_change_password, \
          u.totp_enabled, r.mfa_required \
