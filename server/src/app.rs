@@ -15,11 +15,12 @@ use crate::domain::operator::Bootstrap;
 use crate::domain::throttle::Throttle;
 use crate::domain::tokens::TokenSigner;
 use crate::domain::{Domain, DomainSettings};
-use crate::store::{Backend, Store};
+use crate::store::Store;
 use crate::telemetry;
 
-/// Opens the database (creating the data dir for SQLite), applies migrations and loads
-/// the signing key. Shared by `serve`, `migrate` and `admin`.
+/// Opens the database (creating the data dir for SQLite), applies migrations, loads the
+/// signing key and, on an empty database, creates the first region and its admin.
+/// Shared by `serve`, `migrate` and `admin`, so whichever runs first bootstraps.
 pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
     let url = config.database_url();
     if url.starts_with("sqlite:") {
@@ -46,17 +47,36 @@ pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
         config.auth.ip_burst,
         config.auth.ip_refill_secs,
     );
-    if store.backend() == Backend::Sqlite && config.database.max_connections > 1 {
-        tracing::debug!("SQLite: one writer at a time; readers run concurrently (WAL)");
-    }
-    Ok(Domain::new(
+    let domain = Domain::new(
         store,
         signer,
         throttle,
         DomainSettings {
             totp_issuer: config.auth.totp_issuer.clone(),
         },
-    ))
+    );
+    match domain
+        .bootstrap(config.bootstrap.admin_password.as_ref())
+        .await
+        .context("first-start bootstrap")?
+    {
+        Bootstrap::Created {
+            one_time_password: Some(password),
+        } => {
+            // Printed once, to standard error only, never to the log.
+            eprintln!(
+                "\n  Tsunagu first start: created region 'default' and administrator 'admin'.\n  \
+                 One-time password: {password}\n  It must be changed at first sign-in and is not shown again.\n"
+            );
+        }
+        Bootstrap::Created {
+            one_time_password: None,
+        } => {
+            tracing::info!("first start: created region 'default' and administrator 'admin'");
+        }
+        Bootstrap::AlreadyDone => {}
+    }
+    Ok(domain)
 }
 
 /// A built server: bound, migrated, bootstrapped, not yet serving.
@@ -87,27 +107,6 @@ impl Application {
         // Both rustls providers may be linked (reqwest brings ring); pin ours.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let domain = open_domain(config).await?;
-        match domain
-            .bootstrap(config.bootstrap.admin_password.as_ref())
-            .await
-            .context("first-start bootstrap")?
-        {
-            Bootstrap::Created {
-                one_time_password: Some(password),
-            } => {
-                // Printed once, to standard error only, never to the log.
-                eprintln!(
-                    "\n  Tsunagu first start: created region 'default' and administrator 'admin'.\n  \
-                     One-time password: {password}\n  It must be changed at first sign-in and is not shown again.\n"
-                );
-            }
-            Bootstrap::Created {
-                one_time_password: None,
-            } => {
-                tracing::info!("first start: created region 'default' and administrator 'admin'");
-            }
-            Bootstrap::AlreadyDone => {}
-        }
         let shutting_down = Arc::new(AtomicBool::new(false));
         let state = AppState {
             domain: domain.clone(),

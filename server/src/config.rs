@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Top-level keys that are plain values; every other `TSUNAGU_<SECTION>_<KEY>` variable
 /// maps to `[section] key`.
 const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "database_url"];
-const SECTIONS: &[&str] = &["http", "tls", "auth", "log", "database", "bootstrap"];
+const SECTIONS: &[&str] = &["http", "tls", "auth", "log", "database"];
 /// Variables read directly rather than through the layered configuration.
 const DIRECT_VARS: &[&str] = &[
     "TSUNAGU_CONFIG",

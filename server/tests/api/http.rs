@@ -39,7 +39,13 @@ async fn bad_input_gets_a_4xx_with_a_stable_code_and_changes_nothing(app: TestAp
     };
     let json_ct = Some("application/json");
 
-    type Case = (&'static str, Vec<u8>, Option<&'static str>, StatusCode, &'static str);
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        Option<&'static str>,
+        StatusCode,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         (
             "malformed json",

@@ -7,5 +7,6 @@ mod admin;
 mod auth;
 mod http;
 mod lifecycle;
+mod operator;
 mod tls;
 mod tokens;
