@@ -53,3 +53,19 @@ id_type!(
     /// A person (or, later, an API client's service account).
     UserId
 );
+id_type!(
+    /// A patient group or a free (liaison) group.
+    GroupId
+);
+id_type!(
+    /// A thread: a group's main timeline or a 内緒話 thread.
+    ThreadId
+);
+id_type!(
+    /// A message in a thread.
+    MessageId
+);
+id_type!(
+    /// A group invitation.
+    InvitationId
+);

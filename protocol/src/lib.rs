@@ -9,6 +9,8 @@ pub mod accounts;
 pub mod auth;
 pub mod error;
 pub mod ids;
+pub mod messaging;
+pub mod ws;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 

@@ -10,6 +10,7 @@ use anyhow::Context;
 use axum::Router;
 
 use crate::api::{self, AppState, HttpLimits};
+use crate::bus::LocalBus;
 use crate::config::Config;
 use crate::domain::operator::Bootstrap;
 use crate::domain::throttle::Throttle;
@@ -24,8 +25,7 @@ use crate::telemetry;
 pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
     let url = config.database_url();
     if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        create_private_dir(&config.data_dir)?;
     }
     let store = Store::connect(&url, config.database.max_connections)
         .await
@@ -53,7 +53,9 @@ pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
         throttle,
         DomainSettings {
             totp_issuer: config.auth.totp_issuer.clone(),
+            max_message_chars: config.messages.max_body_chars,
         },
+        Arc::new(LocalBus::new(config.ws.bus_capacity)),
     );
     match domain
         .bootstrap(config.bootstrap.admin_password.as_ref())
@@ -77,6 +79,24 @@ pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
         Bootstrap::AlreadyDone => {}
     }
     Ok(domain)
+}
+
+/// Creates the data dir owner-only (0700): it holds the database with password hashes
+/// and the signing key. An existing dir keeps the permissions the operator gave it.
+fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .with_context(|| format!("creating data dir {}", dir.display()))
 }
 
 /// A built server: bound, migrated, bootstrapped, not yet serving.

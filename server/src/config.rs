@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Top-level keys that are plain values; every other `TSUNAGU_<SECTION>_<KEY>` variable
 /// maps to `[section] key`.
 const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "database_url"];
-const SECTIONS: &[&str] = &["http", "tls", "auth", "log", "database"];
+const SECTIONS: &[&str] = &["http", "tls", "auth", "log", "database", "ws", "messages"];
 /// Variables read directly rather than through the layered configuration.
 const DIRECT_VARS: &[&str] = &[
     "TSUNAGU_CONFIG",
@@ -35,6 +35,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub database: DatabaseConfig,
+    pub ws: WsConfig,
+    pub messages: MessagesConfig,
     #[serde(skip)]
     pub bootstrap: BootstrapConfig,
 }
@@ -99,6 +101,46 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    /// Frames queued for one connection before it is told to resync and closed.
+    pub outbound_queue: usize,
+    /// Largest frame accepted from a client, in bytes.
+    pub max_frame_bytes: usize,
+    /// Server ping interval; a client silent for twice this is closed.
+    pub heartbeat_secs: u64,
+    /// Seconds a new connection has to send its `auth` frame.
+    pub auth_timeout_secs: u64,
+    /// Events buffered on the in-process bus; a connection further behind resyncs.
+    pub bus_capacity: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            outbound_queue: 512,
+            max_frame_bytes: 64 * 1024,
+            heartbeat_secs: 30,
+            auth_timeout_secs: 10,
+            bus_capacity: 8192,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MessagesConfig {
+    /// Longest message body, in characters.
+    pub max_body_chars: usize,
+}
+
+impl Default for MessagesConfig {
+    fn default() -> Self {
+        MessagesConfig { max_body_chars: 10_000 }
+    }
+}
+
 /// First-start settings. Read from the environment only, never from the TOML file, so a
 /// password does not end up in a configuration file that is copied around.
 #[derive(Debug, Clone, Default)]
@@ -117,6 +159,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             log: LogConfig::default(),
             database: DatabaseConfig::default(),
+            ws: WsConfig::default(),
+            messages: MessagesConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }

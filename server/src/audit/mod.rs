@@ -6,7 +6,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::clock::now_ms;
-use crate::store::{Conn, Result};
+use crate::store::{Conn, Result, Store, Tx};
 
 /// What happened. The string forms are stable: reports and scripts filter on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,17 @@ pub enum Action {
     UserDeactivated,
     UserReactivated,
     PolicyChanged,
+    GroupCreated,
+    GroupUpdated,
+    GroupArchived,
+    MemberAdded,
+    MemberRoleChanged,
+    MemberRemoved,
+    InvitationCreated,
+    InvitationAccepted,
+    ThreadCreated,
+    ThreadMemberAdded,
+    ThreadMemberRemoved,
 }
 
 impl Action {
@@ -54,6 +65,17 @@ impl Action {
             Action::UserDeactivated => "user_deactivated",
             Action::UserReactivated => "user_reactivated",
             Action::PolicyChanged => "policy_changed",
+            Action::GroupCreated => "group_created",
+            Action::GroupUpdated => "group_updated",
+            Action::GroupArchived => "group_archived",
+            Action::MemberAdded => "member_added",
+            Action::MemberRoleChanged => "member_role_changed",
+            Action::MemberRemoved => "member_removed",
+            Action::InvitationCreated => "invitation_created",
+            Action::InvitationAccepted => "invitation_accepted",
+            Action::ThreadCreated => "thread_created",
+            Action::ThreadMemberAdded => "thread_member_added",
+            Action::ThreadMemberRemoved => "thread_member_removed",
         }
     }
 }
@@ -133,6 +155,11 @@ impl Event {
         self
     }
 
+    pub fn group(mut self, group_id: impl Into<String>) -> Self {
+        self.group_id = Some(group_id.into());
+        self
+    }
+
     /// Extra machine-readable facts (reason codes, changed field names). Never values
     /// that identify a patient.
     pub fn detail(mut self, detail: Value) -> Self {
@@ -193,9 +220,12 @@ impl EntryRow {
     }
 }
 
-/// Appends `event` to the chain on `conn`. Call it inside the transaction of the change
-/// it records; the head row lock serialises writers so the chain never forks.
-pub async fn append(conn: &mut Conn, meta: &RequestMeta, event: Event) -> Result<i64> {
+/// Appends `event` to the chain, inside the transaction of the change it records (so a
+/// committed change always has its entry). The head row lock serialises writers so the
+/// chain never forks; taking a transaction, not a bare connection, makes the three
+/// statements one atomic step.
+pub async fn append(tx: &mut Tx, meta: &RequestMeta, event: Event) -> Result<i64> {
+    let conn: &mut Conn = tx;
     // Bumping the head first takes its write lock before anything is read.
     let (seq, prev_hash): (i64, String) = sqlx::query_as(
         "UPDATE audit_chain_head SET last_seq = last_seq + 1 WHERE id = 1 \
@@ -254,6 +284,15 @@ pub async fn append(conn: &mut Conn, meta: &RequestMeta, event: Event) -> Result
         .bind(&row.hash)
         .execute(&mut *conn)
         .await?;
+    Ok(seq)
+}
+
+/// Appends an entry that records no other change (a failed login), in a transaction of
+/// its own.
+pub async fn append_alone(store: &Store, meta: &RequestMeta, event: Event) -> Result<i64> {
+    let mut tx = store.begin().await?;
+    let seq = append(&mut tx, meta, event).await?;
+    tx.commit().await?;
     Ok(seq)
 }
 

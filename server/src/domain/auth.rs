@@ -20,9 +20,8 @@ impl Domain {
     pub async fn login(&self, req: LoginRequest, meta: &RequestMeta) -> Result<TokenResponse> {
         let key = validate::login_key(req.login.trim());
         if let Err(retry_after_secs) = self.throttle().check(&key, meta.ip.as_deref()) {
-            let mut conn = self.store().conn().await?;
-            audit::append(
-                &mut conn,
+            audit::append_alone(
+                self.store(),
                 meta,
                 Event::new(Action::LoginThrottled, Outcome::Denied, &Actor::default()),
             )
@@ -48,9 +47,8 @@ impl Domain {
                     Some(u) if u.active == 0 => "inactive",
                     Some(_) => "wrong_password",
                 };
-                let mut conn = self.store().conn().await?;
-                audit::append(
-                    &mut conn,
+                audit::append_alone(
+                    self.store(),
                     meta,
                     Event::new(Action::LoginFailed, Outcome::Failure, &actor)
                         .detail(json!({ "reason": reason })),

@@ -7,6 +7,10 @@ pub mod admin;
 pub mod auth;
 mod convert;
 pub mod error;
+pub mod groups;
+pub mod messages;
+pub mod threads;
+pub mod visibility;
 pub mod operator;
 pub mod password;
 pub mod throttle;
@@ -21,6 +25,7 @@ use tokio::sync::OnceCell;
 pub use access::{Member, RegionAdmin, Session};
 pub use error::{DomainError, Result};
 
+use crate::bus::{Audience, Bus, Event, Payload};
 use crate::store::Store;
 use throttle::Throttle;
 use tokens::TokenSigner;
@@ -29,6 +34,8 @@ use tokens::TokenSigner;
 #[derive(Debug, Clone)]
 pub struct DomainSettings {
     pub totp_issuer: String,
+    /// Longest message body, in characters.
+    pub max_message_chars: usize,
 }
 
 /// The domain service: shared, cheap to clone.
@@ -42,6 +49,7 @@ struct Inner {
     signer: TokenSigner,
     throttle: Throttle,
     settings: DomainSettings,
+    bus: Arc<dyn Bus>,
     /// A real argon2 hash of a random password, verified against when the login id is
     /// unknown so that both cases cost the same time.
     dummy_hash: OnceCell<String>,
@@ -53,6 +61,7 @@ impl Domain {
         signer: TokenSigner,
         throttle: Throttle,
         settings: DomainSettings,
+        bus: Arc<dyn Bus>,
     ) -> Self {
         Domain {
             inner: Arc::new(Inner {
@@ -60,6 +69,7 @@ impl Domain {
                 signer,
                 throttle,
                 settings,
+                bus,
                 dummy_hash: OnceCell::new(),
             }),
         }
@@ -79,6 +89,34 @@ impl Domain {
 
     pub(crate) fn settings(&self) -> &DomainSettings {
         &self.inner.settings
+    }
+
+    /// The fan-out bus, for live connections to subscribe to.
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.inner.bus
+    }
+
+    /// Publishes a committed change. Call only after the transaction commits.
+    pub(crate) fn publish(&self, region_id: &str, audience: Audience, payload: Payload) {
+        self.inner.bus.publish(Event {
+            region_id: region_id.to_owned(),
+            audience,
+            payload,
+        });
+    }
+
+    /// Tells `user_id`'s live connections to reload what they can see.
+    pub(crate) fn access_changed(&self, region_id: &str, user_id: &str) {
+        self.publish(
+            region_id,
+            Audience {
+                users: vec![user_id.to_owned()],
+                ..Default::default()
+            },
+            Payload::AccessChanged {
+                user_id: user_id.to_owned(),
+            },
+        );
     }
 
     async fn dummy_hash(&self) -> Result<String> {

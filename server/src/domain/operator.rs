@@ -148,7 +148,16 @@ impl Domain {
     ) -> Result<Option<String>> {
         let row = self.user_by_login(login).await?;
         let (pw, one_time) = match password {
-            Some(p) => (p, None),
+            Some(p) => {
+                let region = {
+                    let mut conn = self.store().conn().await?;
+                    regions::get(&mut conn, &row.region_id)
+                        .await?
+                        .ok_or_else(|| DomainError::Internal("user without region".into()))?
+                };
+                password::check_policy(p.expose_secret(), region.password_min_length as usize, &row.login)?;
+                (p, None)
+            }
             None => {
                 let p = password::generate_one_time();
                 (SecretString::from(p.clone()), Some(p))

@@ -22,6 +22,26 @@ pub fn name(field: &str, value: &str, max_chars: usize) -> Result<String> {
     Ok(value.to_owned())
 }
 
+/// Free text (descriptions, notes, message bodies): 1..=max characters after trimming,
+/// line breaks and tabs allowed, other control characters refused.
+pub fn text(field: &str, value: &str, max_chars: usize) -> Result<String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(DomainError::Invalid(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > max_chars {
+        return Err(DomainError::Invalid(format!(
+            "{field} must have at most {max_chars} characters"
+        )));
+    }
+    if value.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(DomainError::Invalid(format!(
+            "{field} must not contain control characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
 /// A login id: 3..=64 of `a-z A-Z 0-9 . _ @ -`. Returned with its case-folded key,
 /// which is what uniqueness and sign-in compare.
 pub fn login(value: &str) -> Result<(String, String)> {

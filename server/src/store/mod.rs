@@ -2,9 +2,13 @@
 //! through `sqlx::Any`, `$n` placeholders, portable SQL); what really differs between
 //! the two — connection set-up and migrations — lives here and nowhere else.
 
+pub mod groups;
+pub mod invitations;
+pub mod messages;
 pub mod organizations;
 pub mod regions;
 pub mod sessions;
+pub mod threads;
 pub mod users;
 
 use std::str::FromStr;
@@ -119,15 +123,24 @@ impl Store {
         Ok(self.pool.acquire().await?)
     }
 
-    /// A transaction: every multi-statement write goes through one.
+    /// A transaction: every multi-statement write goes through one. On SQLite it starts
+    /// `IMMEDIATE`, taking the write lock up front: a deferred transaction that reads
+    /// and then writes fails with "database is locked" (no busy wait) when another
+    /// writer committed in between.
     pub async fn begin(&self) -> Result<Transaction<'static, Any>> {
-        Ok(self.pool.begin().await?)
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
     }
 }
+
+/// A transaction, as [`Store::begin`] returns it.
+pub type Tx = Transaction<'static, Any>;
 
 /// Shorthand for the connection type the query functions take, so that they work both
 /// inside a transaction (`&mut *tx`) and on a pooled connection (`&mut *conn`).

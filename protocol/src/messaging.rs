@@ -1,0 +1,409 @@
+//! Groups, membership, threads (main timeline and 内緒話), messages and receipts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::Profession;
+use crate::ids::{GroupId, InvitationId, MessageId, OrganizationId, ThreadId, UserId};
+
+macro_rules! wire_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $wire)] $variant),+
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($wire => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+wire_enum!(
+    /// `patient` groups carry a patient profile; `free` groups (region-wide liaison)
+    /// never do.
+    GroupKind { Patient = "patient", Free = "free" }
+);
+
+wire_enum!(
+    /// 要介護度: 要支援1–2, 要介護1–5, or not certified.
+    CareLevel {
+        Support1 = "support_1",
+        Support2 = "support_2",
+        Care1 = "care_1",
+        Care2 = "care_2",
+        Care3 = "care_3",
+        Care4 = "care_4",
+        Care5 = "care_5",
+        None = "none",
+    }
+);
+
+wire_enum!(
+    Sex { Male = "male", Female = "female", Other = "other", Unknown = "unknown" }
+);
+
+wire_enum!(
+    /// Role inside one group. Owners and admins manage membership; they do not read
+    /// 内緒話 threads they are not in.
+    MemberRole { Owner = "owner", Admin = "admin", Member = "member" }
+);
+
+wire_enum!(
+    /// The group's main timeline, or a 内緒話 (private) thread with a fixed member set.
+    ThreadKind { Main = "main", Private = "private" }
+);
+
+/// The patient a `patient` group is about. Personal data: never logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PatientProfile {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_kana: Option<String>,
+    /// `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sex: Option<Sex>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub care_level: Option<CareLevel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_physician: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+/// `POST /api/v1/groups`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateGroup {
+    pub kind: GroupKind,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<PatientProfile>,
+}
+
+/// `PATCH /api/v1/groups/{id}`: absent fields stay as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGroup {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<PatientProfile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Group {
+    pub id: GroupId,
+    pub kind: GroupKind,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<PatientProfile>,
+    pub main_thread_id: ThreadId,
+    pub archived: bool,
+    /// The caller's role in the group.
+    pub my_role: MemberRole,
+    pub member_count: u64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupList {
+    pub groups: Vec<Group>,
+}
+
+/// `POST /api/v1/groups/{id}/members`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    pub user_id: UserId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<MemberRole>,
+    /// Patient or family: main timeline only, never in 内緒話. Defaults to true for
+    /// users whose profession is `patient` or `family`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_side: Option<bool>,
+}
+
+/// `PATCH /api/v1/groups/{id}/members/{user_id}`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMember {
+    pub role: MemberRole,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Member {
+    pub user_id: UserId,
+    pub display_name: String,
+    pub profession: Profession,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<OrganizationId>,
+    pub role: MemberRole,
+    pub patient_side: bool,
+    pub joined_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MemberList {
+    pub members: Vec<Member>,
+}
+
+/// `POST /api/v1/groups/{id}/invitations`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateInvitation {
+    /// Defaults to 7 days; at most 30 days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_secs: Option<u64>,
+    /// Defaults to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_uses: Option<u32>,
+    /// Joining waits for a group admin's approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_approval: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_side: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Invitation {
+    pub id: InvitationId,
+    pub group_id: GroupId,
+    /// The code to hand over; shown only in the answer that creates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub expires_at: String,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub requires_approval: bool,
+}
+
+/// `POST /api/v1/invitations/accept`
+#[derive(Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvitation {
+    pub code: String,
+}
+
+impl std::fmt::Debug for AcceptInvitation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AcceptInvitation { <redacted> }")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AcceptedInvitation {
+    pub group_id: GroupId,
+    /// `joined`, or `pending` until a group admin approves.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JoinRequest {
+    pub user_id: UserId,
+    pub display_name: String,
+    pub profession: Profession,
+    pub requested_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JoinRequestList {
+    pub requests: Vec<JoinRequest>,
+}
+
+/// `POST /api/v1/groups/{id}/threads`: a 内緒話 thread.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct CreateThread {
+    pub title: String,
+    /// Group members to include; the creator is always included.
+    pub member_ids: Vec<UserId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Thread {
+    pub id: ThreadId,
+    pub group_id: GroupId,
+    pub kind: ThreadKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Members of a 内緒話 thread; absent for the main timeline (the group's members).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_ids: Option<Vec<UserId>>,
+    pub last_seq: i64,
+    /// The caller's read position.
+    pub last_read_seq: i64,
+    /// Messages by others after the caller's read position.
+    pub unread_count: u64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ThreadList {
+    pub threads: Vec<Thread>,
+}
+
+/// `POST /api/v1/threads/{id}/members`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddThreadMember {
+    pub user_id: UserId,
+}
+
+/// `POST /api/v1/threads/{id}/messages`. Retrying with the same `client_msg_id`
+/// returns the original message instead of posting twice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    pub body: String,
+    pub client_msg_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<UserId>,
+    /// File ids (uploaded into the same thread).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<String>,
+}
+
+/// `PATCH /api/v1/threads/{id}/messages/{message_id}`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EditMessage {
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Reaction {
+    pub emoji: String,
+    pub user_ids: Vec<UserId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Message {
+    pub id: MessageId,
+    pub thread_id: ThreadId,
+    pub seq: i64,
+    pub author_id: UserId,
+    /// Empty for a deleted message.
+    pub body: String,
+    pub client_msg_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
+    #[serde(default)]
+    pub mentions: Vec<UserId>,
+    #[serde(default)]
+    pub attachments: Vec<String>,
+    #[serde(default)]
+    pub reactions: Vec<Reaction>,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<String>,
+    pub deleted: bool,
+    /// 既読: how many of the thread's other members have read up to this message.
+    pub read_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    /// More messages exist beyond this page in the paging direction.
+    pub has_more: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageEditRecord {
+    pub version: i64,
+    pub body: String,
+    pub edited_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageHistory {
+    /// Earlier versions, oldest first; the current body is on the message.
+    pub edits: Vec<MessageEditRecord>,
+}
+
+/// `POST /api/v1/threads/{id}/messages/{message_id}/reactions`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddReaction {
+    pub emoji: String,
+}
+
+/// `POST /api/v1/threads/{id}/read`: everything up to `seq` is read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct MarkRead {
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReadState {
+    pub thread_id: ThreadId,
+    pub last_read_seq: i64,
+    pub unread_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Reader {
+    pub user_id: UserId,
+    pub display_name: String,
+    pub read_at: String,
+}
+
+/// `GET /api/v1/threads/{id}/messages/{message_id}/readers`: who has read it (既読一覧).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Readers {
+    pub message_id: MessageId,
+    pub readers: Vec<Reader>,
+}
