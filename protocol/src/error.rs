@@ -44,6 +44,10 @@ pub enum ErrorCode {
     TooManyRequests,
     /// The server is not ready (database unreachable, shutting down).
     Unavailable,
+    /// A websocket frame that is not a valid JSON frame of the protocol.
+    MalformedFrame,
+    /// A websocket frame over the server's size limit.
+    FrameTooLarge,
     /// Something failed on the server; the cause is logged under the request id.
     Internal,
 }
@@ -70,6 +74,8 @@ impl ErrorCode {
             ErrorCode::WeakPassword => "weak_password",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::MalformedFrame => "malformed_frame",
+            ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::Internal => "internal",
         }
     }

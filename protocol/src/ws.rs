@@ -51,10 +51,22 @@ impl std::fmt::Debug for ClientFrame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ClientFrame::Auth { .. } => f.write_str("Auth { <redacted> }"),
-            ClientFrame::Resume { threads } => f.debug_struct("Resume").field("threads", threads).finish(),
-            ClientFrame::Post { thread_id, .. } => f.debug_struct("Post").field("thread_id", thread_id).finish_non_exhaustive(),
-            ClientFrame::Read { thread_id, seq } => f.debug_struct("Read").field("thread_id", thread_id).field("seq", seq).finish(),
-            ClientFrame::Typing { thread_id } => f.debug_struct("Typing").field("thread_id", thread_id).finish(),
+            ClientFrame::Resume { threads } => {
+                f.debug_struct("Resume").field("threads", threads).finish()
+            }
+            ClientFrame::Post { thread_id, .. } => f
+                .debug_struct("Post")
+                .field("thread_id", thread_id)
+                .finish_non_exhaustive(),
+            ClientFrame::Read { thread_id, seq } => f
+                .debug_struct("Read")
+                .field("thread_id", thread_id)
+                .field("seq", seq)
+                .finish(),
+            ClientFrame::Typing { thread_id } => f
+                .debug_struct("Typing")
+                .field("thread_id", thread_id)
+                .finish(),
             ClientFrame::Ping {} => f.write_str("Ping"),
         }
     }
@@ -81,14 +93,32 @@ pub enum ServerFrame {
     #[serde(rename = "message.edited")]
     MessageEdited { message: Message },
     #[serde(rename = "message.deleted")]
-    MessageDeleted { thread_id: ThreadId, message_id: MessageId, seq: i64 },
+    MessageDeleted {
+        thread_id: ThreadId,
+        message_id: MessageId,
+        seq: i64,
+    },
     #[serde(rename = "reaction.added")]
-    ReactionAdded { thread_id: ThreadId, message_id: MessageId, user_id: UserId, emoji: String },
+    ReactionAdded {
+        thread_id: ThreadId,
+        message_id: MessageId,
+        user_id: UserId,
+        emoji: String,
+    },
     #[serde(rename = "reaction.removed")]
-    ReactionRemoved { thread_id: ThreadId, message_id: MessageId, user_id: UserId, emoji: String },
+    ReactionRemoved {
+        thread_id: ThreadId,
+        message_id: MessageId,
+        user_id: UserId,
+        emoji: String,
+    },
     /// Someone's read position in a thread moved (既読).
     #[serde(rename = "receipt")]
-    Receipt { thread_id: ThreadId, user_id: UserId, seq: i64 },
+    Receipt {
+        thread_id: ThreadId,
+        user_id: UserId,
+        seq: i64,
+    },
     #[serde(rename = "member.added")]
     MemberAdded { group_id: GroupId, user_id: UserId },
     /// Sent to the group and to the removed user, whose access ends with it.
@@ -98,11 +128,22 @@ pub enum ServerFrame {
     #[serde(rename = "thread.created")]
     ThreadCreated { thread: Thread },
     #[serde(rename = "thread.member_added")]
-    ThreadMemberAdded { thread_id: ThreadId, group_id: GroupId, user_id: UserId },
+    ThreadMemberAdded {
+        thread_id: ThreadId,
+        group_id: GroupId,
+        user_id: UserId,
+    },
     #[serde(rename = "thread.member_removed")]
-    ThreadMemberRemoved { thread_id: ThreadId, group_id: GroupId, user_id: UserId },
+    ThreadMemberRemoved {
+        thread_id: ThreadId,
+        group_id: GroupId,
+        user_id: UserId,
+    },
     #[serde(rename = "typing")]
-    Typing { thread_id: ThreadId, user_id: UserId },
+    Typing {
+        thread_id: ThreadId,
+        user_id: UserId,
+    },
     /// The answer to a `post`.
     #[serde(rename = "ack")]
     Ack {

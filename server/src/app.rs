@@ -108,6 +108,7 @@ pub struct Application {
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     grace: Duration,
     shutting_down: Arc<AtomicBool>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
@@ -128,11 +129,14 @@ impl Application {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let domain = open_domain(config).await?;
         let shutting_down = Arc::new(AtomicBool::new(false));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let state = AppState {
             domain: domain.clone(),
             metrics: telemetry::metrics_handle(),
             trust_forwarded_for: config.http.trust_forwarded_for,
             shutting_down: shutting_down.clone(),
+            shutdown: stop_rx,
+            ws: config.ws.clone(),
         };
         let router = api::router(
             state,
@@ -154,6 +158,7 @@ impl Application {
             tls,
             grace: Duration::from_secs(config.http.shutdown_grace_secs),
             shutting_down,
+            stop_tx,
         })
     }
 
@@ -180,8 +185,9 @@ impl Application {
             tls,
             grace,
             shutting_down,
+            stop_tx,
         } = self;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_rx = stop_tx.subscribe();
         let flag = shutting_down.clone();
         tokio::spawn(async move {
             shutdown.await;

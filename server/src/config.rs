@@ -137,7 +137,9 @@ pub struct MessagesConfig {
 
 impl Default for MessagesConfig {
     fn default() -> Self {
-        MessagesConfig { max_body_chars: 10_000 }
+        MessagesConfig {
+            max_body_chars: 10_000,
+        }
     }
 }
 

@@ -5,9 +5,12 @@ mod admin;
 mod auth;
 pub mod error;
 pub mod extract;
+mod groups;
 mod health;
 mod me;
 pub mod openapi;
+mod threads;
+pub mod ws;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -43,6 +46,10 @@ pub struct AppState {
     pub trust_forwarded_for: bool,
     /// Set when shutdown starts, so `/readyz` turns the node out of rotation.
     pub shutting_down: Arc<AtomicBool>,
+    /// Turns true when shutdown starts, so live connections close cleanly.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Websocket limits.
+    pub ws: crate::config::WsConfig,
 }
 
 /// Limits the router enforces.
@@ -90,6 +97,73 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             "/admin/policy",
             get(admin::get_policy).patch(admin::update_policy),
         )
+        .route(
+            "/groups",
+            get(groups::list_groups).post(groups::create_group),
+        )
+        .route(
+            "/groups/{id}",
+            get(groups::get_group).patch(groups::update_group),
+        )
+        .route("/groups/{id}/archive", post(groups::archive_group))
+        .route(
+            "/groups/{id}/members",
+            get(groups::list_members).post(groups::add_member),
+        )
+        .route(
+            "/groups/{id}/members/{user_id}",
+            axum::routing::patch(groups::update_member).delete(groups::remove_member),
+        )
+        .route("/groups/{id}/invitations", post(groups::create_invitation))
+        .route("/invitations/accept", post(groups::accept_invitation))
+        .route(
+            "/groups/{id}/join-requests",
+            get(groups::list_join_requests),
+        )
+        .route(
+            "/groups/{id}/join-requests/{user_id}/approve",
+            post(groups::approve_join_request),
+        )
+        .route(
+            "/groups/{id}/join-requests/{user_id}/reject",
+            post(groups::reject_join_request),
+        )
+        .route(
+            "/groups/{id}/threads",
+            get(groups::list_threads).post(groups::create_thread),
+        )
+        .route("/threads/{id}", get(threads::get_thread))
+        .route("/threads/{id}/members", post(threads::add_thread_member))
+        .route(
+            "/threads/{id}/members/{user_id}",
+            axum::routing::delete(threads::remove_thread_member),
+        )
+        .route(
+            "/threads/{id}/messages",
+            get(threads::list_messages).post(threads::post_message),
+        )
+        .route(
+            "/threads/{id}/messages/{message_id}",
+            axum::routing::patch(threads::edit_message).delete(threads::delete_message),
+        )
+        .route(
+            "/threads/{id}/messages/{message_id}/history",
+            get(threads::message_history),
+        )
+        .route(
+            "/threads/{id}/messages/{message_id}/readers",
+            get(threads::readers),
+        )
+        .route(
+            "/threads/{id}/messages/{message_id}/reactions",
+            post(threads::add_reaction),
+        )
+        .route(
+            "/threads/{id}/messages/{message_id}/reactions/{emoji}",
+            axum::routing::delete(threads::remove_reaction),
+        )
+        .route("/threads/{id}/read", post(threads::mark_read))
+        .route("/ws", get(ws::upgrade))
         .route("/openapi.json", get(openapi_json));
 
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, health, me};
+use super::{admin, auth, groups, health, me, threads, ws};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,6 +22,16 @@ use super::{admin, auth, health, me};
         admin::list_users, admin::create_user, admin::get_user, admin::update_user,
         admin::deactivate_user, admin::reactivate_user, admin::reset_password, admin::reset_totp,
         admin::get_policy, admin::update_policy,
+        groups::create_group, groups::list_groups, groups::get_group, groups::update_group, groups::archive_group,
+        groups::list_members, groups::add_member, groups::update_member, groups::remove_member,
+        groups::create_invitation, groups::accept_invitation,
+        groups::list_join_requests, groups::approve_join_request, groups::reject_join_request,
+        groups::create_thread, groups::list_threads,
+        threads::get_thread, threads::add_thread_member, threads::remove_thread_member,
+        threads::post_message, threads::list_messages, threads::edit_message, threads::delete_message,
+        threads::message_history, threads::readers, threads::add_reaction, threads::remove_reaction,
+        threads::mark_read,
+        ws::upgrade,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(tsunagu_protocol::ErrorBody, tsunagu_protocol::ErrorCode)),
@@ -30,6 +40,10 @@ use super::{admin, auth, health, me};
         (name = "auth", description = "Sign-in and tokens"),
         (name = "me", description = "The caller's own account"),
         (name = "admin", description = "Region administration"),
+        (name = "groups", description = "Patient and free groups, membership, invitations"),
+        (name = "threads", description = "Main timelines and 内緒話 threads"),
+        (name = "messages", description = "Messages, reactions, read receipts (既読)"),
+        (name = "websocket", description = "Live events; see docs/protocol.md"),
         (name = "operations", description = "Probes and metrics"),
     )
 )]

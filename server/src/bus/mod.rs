@@ -31,7 +31,10 @@ pub enum Payload {
     /// what they can see before delivering anything else.
     AccessChanged { user_id: String },
     /// Sessions ended (logout, deactivation, refresh-token theft): close their sockets.
-    SessionsRevoked { user_id: String, session_id: Option<String> },
+    SessionsRevoked {
+        user_id: String,
+        session_id: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -44,6 +44,11 @@ impl Session {
         self.region_id
     }
 
+    /// The sign-in this request belongs to.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
     pub fn pending(&self) -> Option<PendingAction> {
         self.pending
     }

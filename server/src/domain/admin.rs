@@ -344,6 +344,7 @@ impl Domain {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_revoked(&row.region_id, &row.id, None);
         row.active = 0;
         convert::user(&row)
     }
@@ -426,6 +427,7 @@ impl Domain {
         )
         .await?;
         tx.commit().await?;
+        self.sessions_revoked(&row.region_id, &row.id, None);
         let mut row = row.clone();
         row.must_change_password = flag(must_change);
         convert::user(&row)

@@ -118,6 +118,9 @@ impl Domain {
                     .await?;
                     tx.commit().await?;
                     tracing::warn!(session_id = %state.session_id, "refresh token reuse: session revoked");
+                    if let Some(u) = &user {
+                        self.sessions_revoked(&u.region_id, &u.id, Some(&state.session_id));
+                    }
                 }
             }
             return Err(DomainError::InvalidRefreshToken);
@@ -174,8 +177,12 @@ impl Domain {
                 ));
             }
         }
+        let mut ended = Vec::new();
         for (session_id, actor) in targets {
             if sessions::revoke_session(&mut tx, &session_id, "logout", now).await? {
+                if let (Some(user), Some(region)) = (&actor.user_id, &actor.region_id) {
+                    ended.push((region.clone(), user.clone(), session_id.clone()));
+                }
                 audit::append(
                     &mut tx,
                     meta,
@@ -187,6 +194,9 @@ impl Domain {
             }
         }
         tx.commit().await?;
+        for (region, user, session) in ended {
+            self.sessions_revoked(&region, &user, Some(&session));
+        }
         Ok(())
     }
 
@@ -316,10 +326,11 @@ impl Domain {
             &mut tx,
             meta,
             Event::new(Action::PasswordChanged, Outcome::Success, &session.actor())
-                .target("user", user_id),
+                .target("user", user_id.clone()),
         )
         .await?;
         tx.commit().await?;
+        self.sessions_revoked(&user.region_id, &user_id, None);
         Ok(())
     }
 

@@ -5,8 +5,8 @@ use sha2::{Digest, Sha256};
 use tsunagu_protocol::accounts::Profession;
 use tsunagu_protocol::ids::{GroupId, InvitationId, ThreadId, UserId};
 use tsunagu_protocol::messaging::{
-    AcceptedInvitation, AddMember, CreateGroup, CreateInvitation, Group, GroupKind, Invitation, JoinRequest,
-    Member as WireMember, MemberRole, PatientProfile, UpdateGroup,
+    AcceptedInvitation, AddMember, CreateGroup, CreateInvitation, Group, GroupKind, Invitation,
+    JoinRequest, Member as WireMember, MemberRole, PatientProfile, UpdateGroup,
 };
 use tsunagu_protocol::ws::ServerFrame;
 
@@ -32,7 +32,9 @@ fn is_patient_side_profession(p: &str) -> bool {
 
 fn check_patient(p: &PatientProfile) -> Result<PatientProfile> {
     let opt = |field: &str, v: &Option<String>, max: usize| -> Result<Option<String>> {
-        v.as_deref().map(|s| validate::name(field, s, max)).transpose()
+        v.as_deref()
+            .map(|s| validate::name(field, s, max))
+            .transpose()
     };
     if let Some(date) = &p.birth_date {
         chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
@@ -46,7 +48,11 @@ fn check_patient(p: &PatientProfile) -> Result<PatientProfile> {
         care_level: p.care_level,
         address: opt("patient.address", &p.address, 300)?,
         primary_physician: opt("patient.primary_physician", &p.primary_physician, 100)?,
-        notes: p.notes.as_deref().map(|n| validate::text("patient.notes", n, 4000)).transpose()?,
+        notes: p
+            .notes
+            .as_deref()
+            .map(|n| validate::text("patient.notes", n, 4000))
+            .transpose()?,
     })
 }
 
@@ -54,8 +60,13 @@ pub(super) fn wire_member(row: &MemberRow) -> Result<WireMember> {
     Ok(WireMember {
         user_id: convert::id(&row.user_id)?,
         display_name: row.display_name.clone(),
-        profession: Profession::parse(&row.profession).ok_or_else(|| DomainError::Internal("profession".into()))?,
-        organization_id: row.organization_id.as_deref().map(convert::id).transpose()?,
+        profession: Profession::parse(&row.profession)
+            .ok_or_else(|| DomainError::Internal("profession".into()))?,
+        organization_id: row
+            .organization_id
+            .as_deref()
+            .map(convert::id)
+            .transpose()?,
         role: MemberRole::parse(&row.role).ok_or_else(|| DomainError::Internal("role".into()))?,
         patient_side: row.patient_side != 0,
         joined_at: rfc3339(row.joined_at),
@@ -66,7 +77,8 @@ impl Domain {
     fn wire_group(&self, row: &GroupRow, my_role: MemberRole, member_count: i64) -> Result<Group> {
         Ok(Group {
             id: convert::id(&row.id)?,
-            kind: GroupKind::parse(&row.kind).ok_or_else(|| DomainError::Internal("group kind".into()))?,
+            kind: GroupKind::parse(&row.kind)
+                .ok_or_else(|| DomainError::Internal("group kind".into()))?,
             name: row.name.clone(),
             description: row.description.clone(),
             patient: row
@@ -84,18 +96,33 @@ impl Domain {
     }
 
     /// Creates a group with its main timeline; the creator becomes its owner.
-    pub async fn create_group(&self, member: &Member, req: CreateGroup, meta: &RequestMeta) -> Result<Group> {
+    pub async fn create_group(
+        &self,
+        member: &Member,
+        req: CreateGroup,
+        meta: &RequestMeta,
+    ) -> Result<Group> {
         let s = member.session();
         let mut tx = self.store().begin().await?;
-        let me = users::get(&mut tx, &s.user_id().to_string()).await?.ok_or(DomainError::Unauthenticated)?;
+        let me = users::get(&mut tx, &s.user_id().to_string())
+            .await?
+            .ok_or(DomainError::Unauthenticated)?;
         if is_patient_side_profession(&me.profession) {
-            return Err(DomainError::Forbidden("patients and family cannot create groups"));
+            return Err(DomainError::Forbidden(
+                "patients and family cannot create groups",
+            ));
         }
         let patient = match (req.kind, &req.patient) {
             (GroupKind::Patient, Some(p)) => Some(check_patient(p)?),
-            (GroupKind::Patient, None) => return Err(DomainError::Invalid("a patient group needs `patient`".into())),
+            (GroupKind::Patient, None) => {
+                return Err(DomainError::Invalid(
+                    "a patient group needs `patient`".into(),
+                ))
+            }
             (GroupKind::Free, Some(_)) => {
-                return Err(DomainError::Invalid("free groups carry no patient data".into()));
+                return Err(DomainError::Invalid(
+                    "free groups carry no patient data".into(),
+                ));
             }
             (GroupKind::Free, None) => None,
         };
@@ -107,8 +134,14 @@ impl Domain {
             region_id: s.region_id().to_string(),
             kind: req.kind.as_str().to_owned(),
             name: validate::name("name", &req.name, 100)?,
-            description: req.description.as_deref().map(|d| validate::text("description", d, 2000)).transpose()?,
-            patient: patient.as_ref().map(|p| serde_json::to_string(p).unwrap_or_default()),
+            description: req
+                .description
+                .as_deref()
+                .map(|d| validate::text("description", d, 2000))
+                .transpose()?,
+            patient: patient
+                .as_ref()
+                .map(|p| serde_json::to_string(p).unwrap_or_default()),
             main_thread_id: thread_id.clone(),
             archived_at: None,
             created_by: me.id.clone(),
@@ -129,7 +162,15 @@ impl Domain {
             },
         )
         .await?;
-        groups::add_member(&mut tx, &group_id, &me.id, MemberRole::Owner.as_str(), false, now).await?;
+        groups::add_member(
+            &mut tx,
+            &group_id,
+            &me.id,
+            MemberRole::Owner.as_str(),
+            false,
+            now,
+        )
+        .await?;
         audit::append(
             &mut tx,
             meta,
@@ -147,11 +188,18 @@ impl Domain {
     pub async fn list_groups(&self, member: &Member, include_archived: bool) -> Result<Vec<Group>> {
         let s = member.session();
         let mut conn = self.store().conn().await?;
-        let rows = groups::memberships_of(&mut conn, &s.region_id().to_string(), &s.user_id().to_string(), include_archived).await?;
+        let rows = groups::memberships_of(
+            &mut conn,
+            &s.region_id().to_string(),
+            &s.user_id().to_string(),
+            include_archived,
+        )
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let count = groups::member_count(&mut conn, &row.group.id).await?;
-            let role = MemberRole::parse(&row.role).ok_or_else(|| DomainError::Internal("role".into()))?;
+            let role =
+                MemberRole::parse(&row.role).ok_or_else(|| DomainError::Internal("role".into()))?;
             out.push(self.wire_group(&row.group, role, count)?);
         }
         Ok(out)
@@ -164,7 +212,13 @@ impl Domain {
         self.wire_group(&gm.group, gm.role, count)
     }
 
-    pub async fn update_group(&self, member: &Member, group_id: GroupId, req: UpdateGroup, meta: &RequestMeta) -> Result<Group> {
+    pub async fn update_group(
+        &self,
+        member: &Member,
+        group_id: GroupId,
+        req: UpdateGroup,
+        meta: &RequestMeta,
+    ) -> Result<Group> {
         let mut tx = self.store().begin().await?;
         let gm = self.group_member(&mut tx, member, &group_id).await?;
         gm.manager()?;
@@ -180,7 +234,9 @@ impl Domain {
         }
         if let Some(p) = &req.patient {
             if row.kind != GroupKind::Patient.as_str() {
-                return Err(DomainError::Invalid("free groups carry no patient data".into()));
+                return Err(DomainError::Invalid(
+                    "free groups carry no patient data".into(),
+                ));
             }
             row.patient = Some(serde_json::to_string(&check_patient(p)?).unwrap_or_default());
             changed.push("patient");
@@ -190,10 +246,14 @@ impl Domain {
         audit::append(
             &mut tx,
             meta,
-            AuditEvent::new(Action::GroupUpdated, Outcome::Success, &member.session().actor())
-                .target("group", row.id.clone())
-                .group(row.id.clone())
-                .detail(json!({ "fields": changed })),
+            AuditEvent::new(
+                Action::GroupUpdated,
+                Outcome::Success,
+                &member.session().actor(),
+            )
+            .target("group", row.id.clone())
+            .group(row.id.clone())
+            .detail(json!({ "fields": changed })),
         )
         .await?;
         let count = groups::member_count(&mut tx, &row.id).await?;
@@ -202,7 +262,12 @@ impl Domain {
     }
 
     /// Archives a group: it stays readable to its members but accepts no new posts.
-    pub async fn archive_group(&self, member: &Member, group_id: GroupId, meta: &RequestMeta) -> Result<Group> {
+    pub async fn archive_group(
+        &self,
+        member: &Member,
+        group_id: GroupId,
+        meta: &RequestMeta,
+    ) -> Result<Group> {
         let mut tx = self.store().begin().await?;
         let gm = self.group_member(&mut tx, member, &group_id).await?;
         gm.manager()?;
@@ -214,9 +279,13 @@ impl Domain {
             audit::append(
                 &mut tx,
                 meta,
-                AuditEvent::new(Action::GroupArchived, Outcome::Success, &member.session().actor())
-                    .target("group", row.id.clone())
-                    .group(row.id.clone()),
+                AuditEvent::new(
+                    Action::GroupArchived,
+                    Outcome::Success,
+                    &member.session().actor(),
+                )
+                .target("group", row.id.clone())
+                .group(row.id.clone()),
             )
             .await?;
         }
@@ -225,14 +294,28 @@ impl Domain {
         self.wire_group(&row, gm.role, count)
     }
 
-    pub async fn list_members(&self, member: &Member, group_id: GroupId) -> Result<Vec<WireMember>> {
+    pub async fn list_members(
+        &self,
+        member: &Member,
+        group_id: GroupId,
+    ) -> Result<Vec<WireMember>> {
         let mut conn = self.store().conn().await?;
         let gm = self.group_member(&mut conn, member, &group_id).await?;
-        groups::list_members(&mut conn, &gm.group.id).await?.iter().map(wire_member).collect()
+        groups::list_members(&mut conn, &gm.group.id)
+            .await?
+            .iter()
+            .map(wire_member)
+            .collect()
     }
 
     /// Adds a user of the same region to the group (group owners and admins).
-    pub async fn add_member(&self, member: &Member, group_id: GroupId, req: AddMember, meta: &RequestMeta) -> Result<WireMember> {
+    pub async fn add_member(
+        &self,
+        member: &Member,
+        group_id: GroupId,
+        req: AddMember,
+        meta: &RequestMeta,
+    ) -> Result<WireMember> {
         let mut tx = self.store().begin().await?;
         let gm = self.group_member(&mut tx, member, &group_id).await?;
         gm.manager()?;
@@ -244,11 +327,16 @@ impl Domain {
             .await?
             .filter(|u| u.active != 0)
             .ok_or(DomainError::NotFound("user"))?;
-        let patient_side = req.patient_side.unwrap_or_else(|| is_patient_side_profession(&target.profession));
+        let patient_side = req
+            .patient_side
+            .unwrap_or_else(|| is_patient_side_profession(&target.profession));
         if patient_side && role != MemberRole::Member {
-            return Err(DomainError::Invalid("patient-side members cannot manage the group".into()));
+            return Err(DomainError::Invalid(
+                "patient-side members cannot manage the group".into(),
+            ));
         }
-        self.insert_member(&mut tx, &gm, &target.id, role, patient_side, meta).await?;
+        self.insert_member(&mut tx, &gm, &target.id, role, patient_side, meta)
+            .await?;
         let row = groups::get_member(&mut tx, &gm.group.id, &target.id)
             .await?
             .ok_or_else(|| DomainError::Internal("member vanished".into()))?;
@@ -266,19 +354,30 @@ impl Domain {
         patient_side: bool,
         meta: &RequestMeta,
     ) -> Result<()> {
-        groups::add_member(conn, &gm.group.id, user_id, role.as_str(), patient_side, now_ms())
-            .await
-            .map_err(|e| match e {
-                StoreError::Conflict => DomainError::Conflict("already a member".into()),
-                other => other.into(),
-            })?;
+        groups::add_member(
+            conn,
+            &gm.group.id,
+            user_id,
+            role.as_str(),
+            patient_side,
+            now_ms(),
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict => DomainError::Conflict("already a member".into()),
+            other => other.into(),
+        })?;
         audit::append(
             conn,
             meta,
-            AuditEvent::new(Action::MemberAdded, Outcome::Success, &gm.member.session().actor())
-                .target("user", user_id.to_owned())
-                .group(gm.group.id.clone())
-                .detail(json!({ "role": role.as_str(), "patient_side": patient_side })),
+            AuditEvent::new(
+                Action::MemberAdded,
+                Outcome::Success,
+                &gm.member.session().actor(),
+            )
+            .target("user", user_id.to_owned())
+            .group(gm.group.id.clone())
+            .detail(json!({ "role": role.as_str(), "patient_side": patient_side })),
         )
         .await?;
         Ok(())
@@ -294,7 +393,10 @@ impl Domain {
                     users: vec![user_id.to_owned()],
                     ..Default::default()
                 },
-                Payload::Frame(ServerFrame::MemberAdded { group_id: g, user_id: u }),
+                Payload::Frame(ServerFrame::MemberAdded {
+                    group_id: g,
+                    user_id: u,
+                }),
             );
         }
     }
@@ -316,22 +418,35 @@ impl Domain {
             .ok_or(DomainError::NotFound("member"))?;
         let touches_owner = role == MemberRole::Owner || target.role == MemberRole::Owner.as_str();
         if touches_owner && gm.role != MemberRole::Owner {
-            return Err(DomainError::Forbidden("only owners can grant or remove ownership"));
+            return Err(DomainError::Forbidden(
+                "only owners can grant or remove ownership",
+            ));
         }
         if target.patient_side != 0 && role != MemberRole::Member {
-            return Err(DomainError::Invalid("patient-side members cannot manage the group".into()));
+            return Err(DomainError::Invalid(
+                "patient-side members cannot manage the group".into(),
+            ));
         }
-        if target.role == MemberRole::Owner.as_str() && role != MemberRole::Owner && groups::count_owners(&mut tx, &gm.group.id).await? <= 1 {
-            return Err(DomainError::Conflict("a group keeps at least one owner".into()));
+        if target.role == MemberRole::Owner.as_str()
+            && role != MemberRole::Owner
+            && groups::count_owners(&mut tx, &gm.group.id).await? <= 1
+        {
+            return Err(DomainError::Conflict(
+                "a group keeps at least one owner".into(),
+            ));
         }
         groups::set_member_role(&mut tx, &gm.group.id, &target.user_id, role.as_str()).await?;
         audit::append(
             &mut tx,
             meta,
-            AuditEvent::new(Action::MemberRoleChanged, Outcome::Success, &member.session().actor())
-                .target("user", target.user_id.clone())
-                .group(gm.group.id.clone())
-                .detail(json!({ "from": target.role, "to": role.as_str() })),
+            AuditEvent::new(
+                Action::MemberRoleChanged,
+                Outcome::Success,
+                &member.session().actor(),
+            )
+            .target("user", target.user_id.clone())
+            .group(gm.group.id.clone())
+            .detail(json!({ "from": target.role, "to": role.as_str() })),
         )
         .await?;
         let row = groups::get_member(&mut tx, &gm.group.id, &target.user_id)
@@ -343,7 +458,13 @@ impl Domain {
 
     /// Removes a member (group owners and admins), or leaves (anyone, for themselves).
     /// They lose the group's 内緒話 threads with it, and live sockets stop at once.
-    pub async fn remove_member(&self, member: &Member, group_id: GroupId, user_id: UserId, meta: &RequestMeta) -> Result<()> {
+    pub async fn remove_member(
+        &self,
+        member: &Member,
+        group_id: GroupId,
+        user_id: UserId,
+        meta: &RequestMeta,
+    ) -> Result<()> {
         let mut tx = self.store().begin().await?;
         let gm = self.group_member(&mut tx, member, &group_id).await?;
         let leaving = user_id == member.session().user_id();
@@ -358,18 +479,25 @@ impl Domain {
                 return Err(DomainError::Forbidden("only owners can remove an owner"));
             }
             if groups::count_owners(&mut tx, &gm.group.id).await? <= 1 {
-                return Err(DomainError::Conflict("a group keeps at least one owner: hand ownership over first".into()));
+                return Err(DomainError::Conflict(
+                    "a group keeps at least one owner: hand ownership over first".into(),
+                ));
             }
         }
-        let private = threads::private_threads_of_member(&mut tx, &gm.group.id, &target.user_id).await?;
+        let private =
+            threads::private_threads_of_member(&mut tx, &gm.group.id, &target.user_id).await?;
         groups::remove_member(&mut tx, &gm.group.id, &target.user_id).await?;
         audit::append(
             &mut tx,
             meta,
-            AuditEvent::new(Action::MemberRemoved, Outcome::Success, &member.session().actor())
-                .target("user", target.user_id.clone())
-                .group(gm.group.id.clone())
-                .detail(json!({ "left": leaving, "private_threads": private.len() })),
+            AuditEvent::new(
+                Action::MemberRemoved,
+                Outcome::Success,
+                &member.session().actor(),
+            )
+            .target("user", target.user_id.clone())
+            .group(gm.group.id.clone())
+            .detail(json!({ "left": leaving, "private_threads": private.len() })),
         )
         .await?;
         tx.commit().await?;
@@ -379,15 +507,30 @@ impl Domain {
                 if let Ok(tid) = t.parse() {
                     self.publish(
                         &region,
-                        Audience { thread_id: Some(t.clone()), users: vec![target.user_id.clone()], ..Default::default() },
-                        Payload::Frame(ServerFrame::ThreadMemberRemoved { thread_id: tid, group_id, user_id: u }),
+                        Audience {
+                            thread_id: Some(t.clone()),
+                            users: vec![target.user_id.clone()],
+                            ..Default::default()
+                        },
+                        Payload::Frame(ServerFrame::ThreadMemberRemoved {
+                            thread_id: tid,
+                            group_id,
+                            user_id: u,
+                        }),
                     );
                 }
             }
             self.publish(
                 &region,
-                Audience { group_id: Some(gm.group.id.clone()), users: vec![target.user_id.clone()], ..Default::default() },
-                Payload::Frame(ServerFrame::MemberRemoved { group_id, user_id: u }),
+                Audience {
+                    group_id: Some(gm.group.id.clone()),
+                    users: vec![target.user_id.clone()],
+                    ..Default::default()
+                },
+                Payload::Frame(ServerFrame::MemberRemoved {
+                    group_id,
+                    user_id: u,
+                }),
             );
         }
         self.access_changed(&region, &target.user_id);
@@ -395,17 +538,27 @@ impl Domain {
     }
 
     /// Creates an invitation code (group owners and admins). Only its hash is stored.
-    pub async fn create_invitation(&self, member: &Member, group_id: GroupId, req: CreateInvitation, meta: &RequestMeta) -> Result<Invitation> {
+    pub async fn create_invitation(
+        &self,
+        member: &Member,
+        group_id: GroupId,
+        req: CreateInvitation,
+        meta: &RequestMeta,
+    ) -> Result<Invitation> {
         let mut tx = self.store().begin().await?;
         let gm = self.group_member(&mut tx, member, &group_id).await?;
         gm.manager()?;
         let secs = req.expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
         if !(60..=MAX_INVITE_SECS).contains(&secs) {
-            return Err(DomainError::Invalid(format!("expires_in_secs must be between 60 and {MAX_INVITE_SECS}")));
+            return Err(DomainError::Invalid(format!(
+                "expires_in_secs must be between 60 and {MAX_INVITE_SECS}"
+            )));
         }
         let max_uses = req.max_uses.unwrap_or(1);
         if !(1..=MAX_INVITE_USES).contains(&max_uses) {
-            return Err(DomainError::Invalid(format!("max_uses must be between 1 and {MAX_INVITE_USES}")));
+            return Err(DomainError::Invalid(format!(
+                "max_uses must be between 1 and {MAX_INVITE_USES}"
+            )));
         }
         let code = super::password::generate_one_time();
         let now = now_ms();
@@ -426,9 +579,13 @@ impl Domain {
         audit::append(
             &mut tx,
             meta,
-            AuditEvent::new(Action::InvitationCreated, Outcome::Success, &member.session().actor())
-                .target("invitation", row.id.clone())
-                .group(gm.group.id.clone()),
+            AuditEvent::new(
+                Action::InvitationCreated,
+                Outcome::Success,
+                &member.session().actor(),
+            )
+            .target("invitation", row.id.clone())
+            .group(gm.group.id.clone()),
         )
         .await?;
         tx.commit().await?;
@@ -445,29 +602,60 @@ impl Domain {
 
     /// Redeems an invitation code: joins at once, or files a request for approval.
     /// A wrong, expired or used-up code, or one of another region, is the same 404.
-    pub async fn accept_invitation(&self, member: &Member, code: &str, meta: &RequestMeta) -> Result<AcceptedInvitation> {
+    pub async fn accept_invitation(
+        &self,
+        member: &Member,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> Result<AcceptedInvitation> {
         let s = member.session();
         let mut tx = self.store().begin().await?;
         let inv = invitations::redeem(&mut tx, &hash_code(code.trim()), now_ms())
             .await?
             .ok_or(DomainError::NotFound("invitation"))?;
-        let group = sqlx::query_as::<_, (String, String)>("SELECT id, region_id FROM groups WHERE id = $1 AND archived_at IS NULL")
-            .bind(&inv.group_id)
-            .fetch_optional(&mut *tx)
+        let group = sqlx::query_as::<_, (String, String)>(
+            "SELECT id, region_id FROM groups WHERE id = $1 AND archived_at IS NULL",
+        )
+        .bind(&inv.group_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .filter(|(_, region)| *region == s.region_id().to_string())
+        .ok_or(DomainError::NotFound("invitation"))?;
+        let me = users::get(&mut tx, &s.user_id().to_string())
             .await?
-            .filter(|(_, region)| *region == s.region_id().to_string())
-            .ok_or(DomainError::NotFound("invitation"))?;
-        let me = users::get(&mut tx, &s.user_id().to_string()).await?.ok_or(DomainError::Unauthenticated)?;
-        if groups::get_member(&mut tx, &group.0, &me.id).await?.is_some() {
+            .ok_or(DomainError::Unauthenticated)?;
+        if groups::get_member(&mut tx, &group.0, &me.id)
+            .await?
+            .is_some()
+        {
             return Err(DomainError::Conflict("already a member".into()));
         }
-        let patient_side = inv.patient_side.map(|p| p != 0).unwrap_or_else(|| is_patient_side_profession(&me.profession));
+        let patient_side = inv
+            .patient_side
+            .map(|p| p != 0)
+            .unwrap_or_else(|| is_patient_side_profession(&me.profession));
         let group_id: GroupId = convert::id(&group.0)?;
         let status = if inv.requires_approval != 0 {
-            invitations::add_join_request(&mut tx, &group.0, &me.id, &inv.id, patient_side, now_ms()).await?;
+            invitations::add_join_request(
+                &mut tx,
+                &group.0,
+                &me.id,
+                &inv.id,
+                patient_side,
+                now_ms(),
+            )
+            .await?;
             "pending"
         } else {
-            groups::add_member(&mut tx, &group.0, &me.id, MemberRole::Member.as_str(), patient_side, now_ms()).await?;
+            groups::add_member(
+                &mut tx,
+                &group.0,
+                &me.id,
+                MemberRole::Member.as_str(),
+                patient_side,
+                now_ms(),
+            )
+            .await?;
             "joined"
         };
         audit::append(
@@ -483,10 +671,17 @@ impl Domain {
         if status == "joined" {
             self.announce_member_added(&group.1, &group.0, &me.id);
         }
-        Ok(AcceptedInvitation { group_id, status: status.into() })
+        Ok(AcceptedInvitation {
+            group_id,
+            status: status.into(),
+        })
     }
 
-    pub async fn list_join_requests(&self, member: &Member, group_id: GroupId) -> Result<Vec<JoinRequest>> {
+    pub async fn list_join_requests(
+        &self,
+        member: &Member,
+        group_id: GroupId,
+    ) -> Result<Vec<JoinRequest>> {
         let mut conn = self.store().conn().await?;
         let gm = self.group_member(&mut conn, member, &group_id).await?;
         gm.manager()?;
@@ -497,7 +692,8 @@ impl Domain {
                 Ok(JoinRequest {
                     user_id: convert::id(&r.user_id)?,
                     display_name: r.display_name.clone(),
-                    profession: Profession::parse(&r.profession).ok_or_else(|| DomainError::Internal("profession".into()))?,
+                    profession: Profession::parse(&r.profession)
+                        .ok_or_else(|| DomainError::Internal("profession".into()))?,
                     requested_at: rfc3339(r.created_at),
                 })
             })
@@ -505,13 +701,21 @@ impl Domain {
     }
 
     /// Approves or rejects a pending join request (group owners and admins).
-    pub async fn decide_join_request(&self, member: &Member, group_id: GroupId, user_id: UserId, approve: bool, meta: &RequestMeta) -> Result<()> {
+    pub async fn decide_join_request(
+        &self,
+        member: &Member,
+        group_id: GroupId,
+        user_id: UserId,
+        approve: bool,
+        meta: &RequestMeta,
+    ) -> Result<()> {
         let mut tx = self.store().begin().await?;
         let gm = self.group_member(&mut tx, member, &group_id).await?;
         gm.manager()?;
-        let patient_side = invitations::take_join_request(&mut tx, &gm.group.id, &user_id.to_string())
-            .await?
-            .ok_or(DomainError::NotFound("join request"))?;
+        let patient_side =
+            invitations::take_join_request(&mut tx, &gm.group.id, &user_id.to_string())
+                .await?
+                .ok_or(DomainError::NotFound("join request"))?;
         if approve {
             let active = users::get_in_region(&mut tx, &gm.group.region_id, &user_id.to_string())
                 .await?
@@ -519,7 +723,15 @@ impl Domain {
             if !active {
                 return Err(DomainError::NotFound("user"));
             }
-            self.insert_member(&mut tx, &gm, &user_id.to_string(), MemberRole::Member, patient_side != 0, meta).await?;
+            self.insert_member(
+                &mut tx,
+                &gm,
+                &user_id.to_string(),
+                MemberRole::Member,
+                patient_side != 0,
+                meta,
+            )
+            .await?;
         }
         tx.commit().await?;
         if approve {

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use tsunagu_protocol::ids::{MessageId, ThreadId, UserId};
 use tsunagu_protocol::messaging::{
-    EditMessage, Message, MessageEditRecord, MessageHistory, MessagePage, PostMessage, ReadState, Reaction, Reader,
-    Readers,
+    EditMessage, Message, MessageEditRecord, MessageHistory, MessagePage, PostMessage, Reaction,
+    ReadState, Reader, Readers,
 };
 use tsunagu_protocol::ws::ServerFrame;
 
@@ -38,29 +38,41 @@ fn check_client_msg_id(id: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(DomainError::Invalid("client_msg_id must be 1 to 64 characters".into()))
+        Err(DomainError::Invalid(
+            "client_msg_id must be 1 to 64 characters".into(),
+        ))
     }
 }
 
 fn check_emoji(e: &str) -> Result<String> {
     let e = e.trim();
-    let ok = (1..=16).contains(&e.chars().count()) && !e.chars().any(|c| c.is_control() || c.is_whitespace());
+    let ok = (1..=16).contains(&e.chars().count())
+        && !e.chars().any(|c| c.is_control() || c.is_whitespace());
     if ok {
         Ok(e.to_owned())
     } else {
-        Err(DomainError::Invalid("emoji must be 1 to 16 characters without spaces".into()))
+        Err(DomainError::Invalid(
+            "emoji must be 1 to 16 characters without spaces".into(),
+        ))
     }
 }
 
 impl Domain {
     /// Messages as the caller sees them: reactions and 既読 counts (how many of the
     /// thread's current members other than the author have read up to each message).
-    pub(super) async fn wire_messages(&self, conn: &mut Conn, thread: &ThreadRow, rows: Vec<MessageRow>) -> Result<Vec<Message>> {
+    pub(super) async fn wire_messages(
+        &self,
+        conn: &mut Conn,
+        thread: &ThreadRow,
+        rows: Vec<MessageRow>,
+    ) -> Result<Vec<Message>> {
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             return Ok(Vec::new());
         };
         let mut reactions: HashMap<String, BTreeMap<String, Vec<UserId>>> = HashMap::new();
-        for (message_id, emoji, user_id) in messages::reactions_in_range(conn, &thread.id, first.seq, last.seq).await? {
+        for (message_id, emoji, user_id) in
+            messages::reactions_in_range(conn, &thread.id, first.seq, last.seq).await?
+        {
             reactions
                 .entry(message_id)
                 .or_default()
@@ -89,7 +101,13 @@ impl Domain {
     /// Posts a message. The `seq` is taken in the same transaction that stores it, so
     /// seqs are gap-free and the answer comes only after commit. A retry with the same
     /// `client_msg_id` returns the original message (`false`: nothing new was stored).
-    pub async fn post_message(&self, member: &Member, thread_id: ThreadId, req: PostMessage, _meta: &RequestMeta) -> Result<(Message, bool)> {
+    pub async fn post_message(
+        &self,
+        member: &Member,
+        thread_id: ThreadId,
+        req: PostMessage,
+        _meta: &RequestMeta,
+    ) -> Result<(Message, bool)> {
         check_client_msg_id(&req.client_msg_id)?;
         let body = validate::text("body", &req.body, self.settings().max_message_chars)?;
         if !req.attachments.is_empty() {
@@ -102,24 +120,40 @@ impl Domain {
         let mut tx = self.store().begin().await?;
         let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
         let author = member.session().user_id().to_string();
-        if let Some(existing) = messages::find_by_client_id(&mut tx, &reader.thread.id, &author, &req.client_msg_id).await? {
-            let message = self.wire_messages(&mut tx, &reader.thread, vec![existing]).await?.remove(0);
+        if let Some(existing) =
+            messages::find_by_client_id(&mut tx, &reader.thread.id, &author, &req.client_msg_id)
+                .await?
+        {
+            let message = self
+                .wire_messages(&mut tx, &reader.thread, vec![existing])
+                .await?
+                .remove(0);
             return Ok((message, false));
         }
         if reader.archived {
             return Err(DomainError::Conflict("the group is archived".into()));
         }
         if let Some(reply_to) = &req.reply_to {
-            if messages::get(&mut tx, &reader.thread.id, &reply_to.to_string()).await?.is_none() {
-                return Err(DomainError::Invalid("reply_to is not a message of this thread".into()));
+            if messages::get(&mut tx, &reader.thread.id, &reply_to.to_string())
+                .await?
+                .is_none()
+            {
+                return Err(DomainError::Invalid(
+                    "reply_to is not a message of this thread".into(),
+                ));
             }
         }
         let mut mentions: Vec<String> = req.mentions.iter().map(|u| u.to_string()).collect();
         mentions.sort();
         mentions.dedup();
         for m in &mentions {
-            if threads::access(&mut tx, &reader.thread_region(), &reader.thread.id, m).await?.is_none() {
-                return Err(DomainError::Invalid("mentions must be members of the thread".into()));
+            if threads::access(&mut tx, &reader.thread_region(), &reader.thread.id, m)
+                .await?
+                .is_none()
+            {
+                return Err(DomainError::Invalid(
+                    "mentions must be members of the thread".into(),
+                ));
             }
         }
         let seq = threads::next_seq(&mut tx, &reader.thread.id).await?;
@@ -141,32 +175,61 @@ impl Domain {
             // A concurrent retry won the race: answer with its message.
             drop(tx);
             let mut conn = self.store().conn().await?;
-            let existing = messages::find_by_client_id(&mut conn, &reader.thread.id, &author, &req.client_msg_id)
+            let existing = messages::find_by_client_id(
+                &mut conn,
+                &reader.thread.id,
+                &author,
+                &req.client_msg_id,
+            )
+            .await?
+            .ok_or_else(|| DomainError::Internal("idempotent post vanished".into()))?;
+            let message = self
+                .wire_messages(&mut conn, &reader.thread, vec![existing])
                 .await?
-                .ok_or_else(|| DomainError::Internal("idempotent post vanished".into()))?;
-            let message = self.wire_messages(&mut conn, &reader.thread, vec![existing]).await?.remove(0);
+                .remove(0);
             return Ok((message, false));
         }
         // The author has read their own message.
         threads::mark_read(&mut tx, &reader.thread.id, &author, seq, now_ms()).await?;
         tx.commit().await?;
         let message = wire_message(&row, Vec::new(), 0)?;
-        self.publish_thread(&reader, Payload::Frame(ServerFrame::MessageCreated { message: message.clone() }));
+        self.publish_thread(
+            &reader,
+            Payload::Frame(ServerFrame::MessageCreated {
+                message: message.clone(),
+            }),
+        );
         Ok((message, true))
     }
 
     /// A page of the timeline. See [`PageQuery`].
-    pub async fn list_messages(&self, member: &Member, thread_id: ThreadId, q: PageQuery) -> Result<MessagePage> {
+    pub async fn list_messages(
+        &self,
+        member: &Member,
+        thread_id: ThreadId,
+        q: PageQuery,
+    ) -> Result<MessagePage> {
         let limit = q.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(DomainError::Invalid(format!("limit must be between 1 and {MAX_PAGE}")));
+            return Err(DomainError::Invalid(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
         }
         if q.after_seq.is_some_and(|s| s < 0) || q.before_seq.is_some_and(|s| s < 0) {
-            return Err(DomainError::Invalid("seq bounds must not be negative".into()));
+            return Err(DomainError::Invalid(
+                "seq bounds must not be negative".into(),
+            ));
         }
         let mut conn = self.store().conn().await?;
         let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
-        let mut rows = messages::page(&mut conn, &reader.thread.id, q.after_seq, q.before_seq, limit + 1).await?;
+        let mut rows = messages::page(
+            &mut conn,
+            &reader.thread.id,
+            q.after_seq,
+            q.before_seq,
+            limit + 1,
+        )
+        .await?;
         let has_more = rows.len() as i64 > limit;
         if has_more {
             if q.after_seq.is_some() {
@@ -180,19 +243,39 @@ impl Domain {
     }
 
     /// Every message after `after_seq`, for a reconnecting socket, in pages.
-    pub async fn messages_after(&self, member: &Member, thread_id: ThreadId, after_seq: i64, limit: i64) -> Result<Vec<Message>> {
+    pub async fn messages_after(
+        &self,
+        member: &Member,
+        thread_id: ThreadId,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Message>> {
         let mut conn = self.store().conn().await?;
         let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
-        let rows = messages::page(&mut conn, &reader.thread.id, Some(after_seq.max(0)), None, limit.clamp(1, MAX_PAGE)).await?;
+        let rows = messages::page(
+            &mut conn,
+            &reader.thread.id,
+            Some(after_seq.max(0)),
+            None,
+            limit.clamp(1, MAX_PAGE),
+        )
+        .await?;
         self.wire_messages(&mut conn, &reader.thread, rows).await
     }
 
-    async fn own_message(&self, conn: &mut Conn, reader: &ThreadReader, message_id: &MessageId) -> Result<MessageRow> {
+    async fn own_message(
+        &self,
+        conn: &mut Conn,
+        reader: &ThreadReader,
+        message_id: &MessageId,
+    ) -> Result<MessageRow> {
         let row = messages::get(conn, &reader.thread.id, &message_id.to_string())
             .await?
             .ok_or(DomainError::NotFound("message"))?;
         if row.author_id != reader.member.session().user_id().to_string() {
-            return Err(DomainError::Forbidden("only the author can change a message"));
+            return Err(DomainError::Forbidden(
+                "only the author can change a message",
+            ));
         }
         if row.deleted_at.is_some() {
             return Err(DomainError::Conflict("the message was deleted".into()));
@@ -204,28 +287,56 @@ impl Domain {
     }
 
     /// Edits the caller's own message; the previous text is kept in its history.
-    pub async fn edit_message(&self, member: &Member, thread_id: ThreadId, message_id: MessageId, req: EditMessage) -> Result<Message> {
+    pub async fn edit_message(
+        &self,
+        member: &Member,
+        thread_id: ThreadId,
+        message_id: MessageId,
+        req: EditMessage,
+    ) -> Result<Message> {
         let body = validate::text("body", &req.body, self.settings().max_message_chars)?;
         let mut tx = self.store().begin().await?;
         let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
         let mut row = self.own_message(&mut tx, &reader, &message_id).await?;
         if row.body == body {
-            return Ok(self.wire_messages(&mut tx, &reader.thread, vec![row]).await?.remove(0));
+            return Ok(self
+                .wire_messages(&mut tx, &reader.thread, vec![row])
+                .await?
+                .remove(0));
         }
         let now = now_ms();
-        messages::add_edit(&mut tx, &row.id, &row.body, row.edited_at.unwrap_or(row.created_at)).await?;
+        messages::add_edit(
+            &mut tx,
+            &row.id,
+            &row.body,
+            row.edited_at.unwrap_or(row.created_at),
+        )
+        .await?;
         row.body = body;
         row.edited_at = Some(now);
         messages::update_body(&mut tx, &row).await?;
-        let message = self.wire_messages(&mut tx, &reader.thread, vec![row]).await?.remove(0);
+        let message = self
+            .wire_messages(&mut tx, &reader.thread, vec![row])
+            .await?
+            .remove(0);
         tx.commit().await?;
-        self.publish_thread(&reader, Payload::Frame(ServerFrame::MessageEdited { message: message.clone() }));
+        self.publish_thread(
+            &reader,
+            Payload::Frame(ServerFrame::MessageEdited {
+                message: message.clone(),
+            }),
+        );
         Ok(message)
     }
 
     /// Deletes the caller's own message: a tombstone keeps its place (`seq`) in the
     /// timeline; its text and edit history are gone.
-    pub async fn delete_message(&self, member: &Member, thread_id: ThreadId, message_id: MessageId) -> Result<()> {
+    pub async fn delete_message(
+        &self,
+        member: &Member,
+        thread_id: ThreadId,
+        message_id: MessageId,
+    ) -> Result<()> {
         let mut tx = self.store().begin().await?;
         let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
         let mut row = self.own_message(&mut tx, &reader, &message_id).await?;
@@ -237,13 +348,22 @@ impl Domain {
         tx.commit().await?;
         self.publish_thread(
             &reader,
-            Payload::Frame(ServerFrame::MessageDeleted { thread_id, message_id, seq: row.seq }),
+            Payload::Frame(ServerFrame::MessageDeleted {
+                thread_id,
+                message_id,
+                seq: row.seq,
+            }),
         );
         Ok(())
     }
 
     /// Earlier versions of a message, for the thread's members.
-    pub async fn message_history(&self, member: &Member, thread_id: ThreadId, message_id: MessageId) -> Result<MessageHistory> {
+    pub async fn message_history(
+        &self,
+        member: &Member,
+        thread_id: ThreadId,
+        message_id: MessageId,
+    ) -> Result<MessageHistory> {
         let mut conn = self.store().conn().await?;
         let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
         let row = messages::get(&mut conn, &reader.thread.id, &message_id.to_string())
@@ -252,13 +372,24 @@ impl Domain {
         let edits = messages::edits(&mut conn, &row.id)
             .await?
             .into_iter()
-            .map(|(version, body, at)| MessageEditRecord { version, body, edited_at: rfc3339(at) })
+            .map(|(version, body, at)| MessageEditRecord {
+                version,
+                body,
+                edited_at: rfc3339(at),
+            })
             .collect();
         Ok(MessageHistory { edits })
     }
 
     /// Adds (`add`) or removes a reaction of the caller.
-    pub async fn react(&self, member: &Member, thread_id: ThreadId, message_id: MessageId, emoji: &str, add: bool) -> Result<()> {
+    pub async fn react(
+        &self,
+        member: &Member,
+        thread_id: ThreadId,
+        message_id: MessageId,
+        emoji: &str,
+        add: bool,
+    ) -> Result<()> {
         let emoji = check_emoji(emoji)?;
         let mut tx = self.store().begin().await?;
         let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
@@ -275,9 +406,19 @@ impl Domain {
         tx.commit().await?;
         if changed {
             let frame = if add {
-                ServerFrame::ReactionAdded { thread_id, message_id, user_id: me, emoji }
+                ServerFrame::ReactionAdded {
+                    thread_id,
+                    message_id,
+                    user_id: me,
+                    emoji,
+                }
             } else {
-                ServerFrame::ReactionRemoved { thread_id, message_id, user_id: me, emoji }
+                ServerFrame::ReactionRemoved {
+                    thread_id,
+                    message_id,
+                    user_id: me,
+                    emoji,
+                }
             };
             self.publish_thread(&reader, Payload::Frame(frame));
         }
@@ -286,7 +427,12 @@ impl Domain {
 
     /// Moves the caller's read position forward to `seq` (never back, never past the
     /// last message).
-    pub async fn mark_read(&self, member: &Member, thread_id: ThreadId, seq: i64) -> Result<ReadState> {
+    pub async fn mark_read(
+        &self,
+        member: &Member,
+        thread_id: ThreadId,
+        seq: i64,
+    ) -> Result<ReadState> {
         if seq < 0 {
             return Err(DomainError::Invalid("seq must not be negative".into()));
         }
@@ -295,17 +441,41 @@ impl Domain {
         let me = member.session().user_id();
         let before = threads::last_read(&mut tx, &reader.thread.id, &me.to_string()).await?;
         let target = seq.min(reader.thread.last_seq);
-        let after = threads::mark_read(&mut tx, &reader.thread.id, &me.to_string(), target, now_ms()).await?;
-        let unread = threads::unread_count(&mut tx, &reader.thread.id, &me.to_string(), after).await?;
+        let after = threads::mark_read(
+            &mut tx,
+            &reader.thread.id,
+            &me.to_string(),
+            target,
+            now_ms(),
+        )
+        .await?;
+        let unread =
+            threads::unread_count(&mut tx, &reader.thread.id, &me.to_string(), after).await?;
         tx.commit().await?;
         if after > before {
-            self.publish_thread(&reader, Payload::Frame(ServerFrame::Receipt { thread_id, user_id: me, seq: after }));
+            self.publish_thread(
+                &reader,
+                Payload::Frame(ServerFrame::Receipt {
+                    thread_id,
+                    user_id: me,
+                    seq: after,
+                }),
+            );
         }
-        Ok(ReadState { thread_id, last_read_seq: after, unread_count: unread.max(0) as u64 })
+        Ok(ReadState {
+            thread_id,
+            last_read_seq: after,
+            unread_count: unread.max(0) as u64,
+        })
     }
 
     /// Who of the thread's current members has read a message (既読一覧).
-    pub async fn readers(&self, member: &Member, thread_id: ThreadId, message_id: MessageId) -> Result<Readers> {
+    pub async fn readers(
+        &self,
+        member: &Member,
+        thread_id: ThreadId,
+        message_id: MessageId,
+    ) -> Result<Readers> {
         let mut conn = self.store().conn().await?;
         let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
         let row = messages::get(&mut conn, &reader.thread.id, &message_id.to_string())
@@ -315,9 +485,18 @@ impl Domain {
             .await?
             .into_iter()
             .filter(|r| r.user_id != row.author_id && r.last_read_seq >= row.seq)
-            .map(|r| Ok(Reader { user_id: convert::id(&r.user_id)?, display_name: r.display_name, read_at: rfc3339(r.updated_at) }))
+            .map(|r| {
+                Ok(Reader {
+                    user_id: convert::id(&r.user_id)?,
+                    display_name: r.display_name,
+                    read_at: rfc3339(r.updated_at),
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Readers { message_id, readers })
+        Ok(Readers {
+            message_id,
+            readers,
+        })
     }
 
     /// Relays "typing" to the thread's other members; nothing is stored.
@@ -326,7 +505,10 @@ impl Domain {
         let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
         self.publish_thread(
             &reader,
-            Payload::Frame(ServerFrame::Typing { thread_id, user_id: member.session().user_id() }),
+            Payload::Frame(ServerFrame::Typing {
+                thread_id,
+                user_id: member.session().user_id(),
+            }),
         );
         Ok(())
     }
@@ -334,7 +516,10 @@ impl Domain {
     fn publish_thread(&self, reader: &ThreadReader, payload: Payload) {
         self.publish(
             &reader.thread_region(),
-            Audience { thread_id: Some(reader.thread.id.clone()), ..Default::default() },
+            Audience {
+                thread_id: Some(reader.thread.id.clone()),
+                ..Default::default()
+            },
             payload,
         );
     }
@@ -358,7 +543,10 @@ fn wire_message(row: &MessageRow, reactions: Vec<Reaction>, read_count: u64) -> 
         body: row.body.clone(),
         client_msg_id: row.client_msg_id.clone(),
         reply_to: row.reply_to.as_deref().map(convert::id).transpose()?,
-        mentions: ids(&row.mentions)?.iter().map(|u| convert::id(u)).collect::<Result<_>>()?,
+        mentions: ids(&row.mentions)?
+            .iter()
+            .map(|u| convert::id(u))
+            .collect::<Result<_>>()?,
         attachments: ids(&row.attachments)?,
         reactions,
         created_at: rfc3339(row.created_at),

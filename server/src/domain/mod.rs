@@ -9,14 +9,14 @@ mod convert;
 pub mod error;
 pub mod groups;
 pub mod messages;
-pub mod threads;
-pub mod visibility;
 pub mod operator;
 pub mod password;
+pub mod threads;
 pub mod throttle;
 pub mod tokens;
 pub mod totp;
 mod validate;
+pub mod visibility;
 
 use std::sync::Arc;
 
@@ -115,6 +115,26 @@ impl Domain {
             },
             Payload::AccessChanged {
                 user_id: user_id.to_owned(),
+            },
+        );
+    }
+
+    /// Closes the live connections of ended sessions (`None`: every session of the user).
+    pub(crate) fn sessions_revoked(
+        &self,
+        region_id: &str,
+        user_id: &str,
+        session_id: Option<&str>,
+    ) {
+        self.publish(
+            region_id,
+            Audience {
+                users: vec![user_id.to_owned()],
+                ..Default::default()
+            },
+            Payload::SessionsRevoked {
+                user_id: user_id.to_owned(),
+                session_id: session_id.map(str::to_owned),
             },
         );
     }

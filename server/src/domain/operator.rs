@@ -155,7 +155,11 @@ impl Domain {
                         .await?
                         .ok_or_else(|| DomainError::Internal("user without region".into()))?
                 };
-                password::check_policy(p.expose_secret(), region.password_min_length as usize, &row.login)?;
+                password::check_policy(
+                    p.expose_secret(),
+                    region.password_min_length as usize,
+                    &row.login,
+                )?;
                 (p, None)
             }
             None => {

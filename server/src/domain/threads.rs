@@ -19,8 +19,14 @@ use crate::store::threads::{self, ThreadRow};
 use crate::store::{groups, Conn};
 
 impl Domain {
-    pub(super) async fn wire_thread(&self, conn: &mut Conn, row: &ThreadRow, user_id: &str) -> Result<Thread> {
-        let kind = ThreadKind::parse(&row.kind).ok_or_else(|| DomainError::Internal("thread kind".into()))?;
+    pub(super) async fn wire_thread(
+        &self,
+        conn: &mut Conn,
+        row: &ThreadRow,
+        user_id: &str,
+    ) -> Result<Thread> {
+        let kind = ThreadKind::parse(&row.kind)
+            .ok_or_else(|| DomainError::Internal("thread kind".into()))?;
         let member_ids = match kind {
             ThreadKind::Main => None,
             ThreadKind::Private => Some(
@@ -63,25 +69,47 @@ impl Domain {
     pub async fn get_thread(&self, member: &Member, thread_id: ThreadId) -> Result<Thread> {
         let mut conn = self.store().conn().await?;
         let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
-        self.wire_thread(&mut conn, &reader.thread, &member.session().user_id().to_string()).await
+        self.wire_thread(
+            &mut conn,
+            &reader.thread,
+            &member.session().user_id().to_string(),
+        )
+        .await
     }
 
     /// Checks that every id is a professional (not patient-side) member of the group.
-    async fn check_private_members(&self, conn: &mut Conn, group_id: &str, ids: &BTreeSet<String>) -> Result<()> {
+    async fn check_private_members(
+        &self,
+        conn: &mut Conn,
+        group_id: &str,
+        ids: &BTreeSet<String>,
+    ) -> Result<()> {
         for id in ids {
             match groups::get_member(conn, group_id, id).await? {
                 Some(m) if m.patient_side == 0 => {}
                 Some(_) => {
-                    return Err(DomainError::Invalid("patient-side members cannot be in a 内緒話 thread".into()));
+                    return Err(DomainError::Invalid(
+                        "patient-side members cannot be in a 内緒話 thread".into(),
+                    ));
                 }
-                None => return Err(DomainError::Invalid("every member must belong to the group".into())),
+                None => {
+                    return Err(DomainError::Invalid(
+                        "every member must belong to the group".into(),
+                    ))
+                }
             }
         }
         Ok(())
     }
 
     /// Creates a 内緒話 thread; the creator is always a member.
-    pub async fn create_thread(&self, member: &Member, group_id: GroupId, req: CreateThread, meta: &RequestMeta) -> Result<Thread> {
+    pub async fn create_thread(
+        &self,
+        member: &Member,
+        group_id: GroupId,
+        req: CreateThread,
+        meta: &RequestMeta,
+    ) -> Result<Thread> {
         let mut tx = self.store().begin().await?;
         let gm = self.group_member(&mut tx, member, &group_id).await?;
         gm.professional()?;
@@ -94,7 +122,8 @@ impl Domain {
         if ids.len() > 500 {
             return Err(DomainError::Invalid("too many members".into()));
         }
-        self.check_private_members(&mut tx, &gm.group.id, &ids).await?;
+        self.check_private_members(&mut tx, &gm.group.id, &ids)
+            .await?;
         let now = now_ms();
         let row = ThreadRow {
             id: ThreadId::new().to_string(),
@@ -112,10 +141,14 @@ impl Domain {
         audit::append(
             &mut tx,
             meta,
-            AuditEvent::new(Action::ThreadCreated, Outcome::Success, &member.session().actor())
-                .target("thread", row.id.clone())
-                .group(gm.group.id.clone())
-                .detail(json!({ "members": ids.len() })),
+            AuditEvent::new(
+                Action::ThreadCreated,
+                Outcome::Success,
+                &member.session().actor(),
+            )
+            .target("thread", row.id.clone())
+            .group(gm.group.id.clone())
+            .detail(json!({ "members": ids.len() })),
         )
         .await?;
         let thread = self.wire_thread(&mut tx, &row, &me).await?;
@@ -126,8 +159,18 @@ impl Domain {
         }
         self.publish(
             &region,
-            Audience { thread_id: Some(row.id.clone()), users: ids.into_iter().collect(), ..Default::default() },
-            Payload::Frame(ServerFrame::ThreadCreated { thread: Thread { last_read_seq: 0, unread_count: 0, ..thread.clone() } }),
+            Audience {
+                thread_id: Some(row.id.clone()),
+                users: ids.into_iter().collect(),
+                ..Default::default()
+            },
+            Payload::Frame(ServerFrame::ThreadCreated {
+                thread: Thread {
+                    last_read_seq: 0,
+                    unread_count: 0,
+                    ..thread.clone()
+                },
+            }),
         );
         Ok(thread)
     }
@@ -142,23 +185,42 @@ impl Domain {
     }
 
     /// Adds a group professional to a 内緒話 thread (any member of the thread may).
-    pub async fn add_thread_member(&self, member: &Member, thread_id: ThreadId, user_id: UserId, meta: &RequestMeta) -> Result<Thread> {
+    pub async fn add_thread_member(
+        &self,
+        member: &Member,
+        thread_id: ThreadId,
+        user_id: UserId,
+        meta: &RequestMeta,
+    ) -> Result<Thread> {
         let mut tx = self.store().begin().await?;
         let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
         Self::private(&reader)?;
         let uid = user_id.to_string();
-        self.check_private_members(&mut tx, &reader.thread.group_id, &BTreeSet::from([uid.clone()])).await?;
-        threads::add_member(&mut tx, &reader.thread.id, &uid, now_ms()).await.map_err(|e| match e {
-            crate::store::StoreError::Conflict => DomainError::Conflict("already a member of the thread".into()),
-            other => other.into(),
-        })?;
+        self.check_private_members(
+            &mut tx,
+            &reader.thread.group_id,
+            &BTreeSet::from([uid.clone()]),
+        )
+        .await?;
+        threads::add_member(&mut tx, &reader.thread.id, &uid, now_ms())
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict => {
+                    DomainError::Conflict("already a member of the thread".into())
+                }
+                other => other.into(),
+            })?;
         audit::append(
             &mut tx,
             meta,
-            AuditEvent::new(Action::ThreadMemberAdded, Outcome::Success, &member.session().actor())
-                .target("user", uid.clone())
-                .group(reader.thread.group_id.clone())
-                .detail(json!({ "thread_id": reader.thread.id })),
+            AuditEvent::new(
+                Action::ThreadMemberAdded,
+                Outcome::Success,
+                &member.session().actor(),
+            )
+            .target("user", uid.clone())
+            .group(reader.thread.group_id.clone())
+            .detail(json!({ "thread_id": reader.thread.id })),
         )
         .await?;
         let me = member.session().user_id().to_string();
@@ -169,14 +231,28 @@ impl Domain {
         let group_id = convert::id(&reader.thread.group_id)?;
         self.publish(
             &region,
-            Audience { thread_id: Some(reader.thread.id.clone()), users: vec![uid], ..Default::default() },
-            Payload::Frame(ServerFrame::ThreadMemberAdded { thread_id, group_id, user_id }),
+            Audience {
+                thread_id: Some(reader.thread.id.clone()),
+                users: vec![uid],
+                ..Default::default()
+            },
+            Payload::Frame(ServerFrame::ThreadMemberAdded {
+                thread_id,
+                group_id,
+                user_id,
+            }),
         );
         Ok(thread)
     }
 
     /// Removes someone (or oneself) from a 内緒話 thread (any member of the thread may).
-    pub async fn remove_thread_member(&self, member: &Member, thread_id: ThreadId, user_id: UserId, meta: &RequestMeta) -> Result<()> {
+    pub async fn remove_thread_member(
+        &self,
+        member: &Member,
+        thread_id: ThreadId,
+        user_id: UserId,
+        meta: &RequestMeta,
+    ) -> Result<()> {
         let mut tx = self.store().begin().await?;
         let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
         Self::private(&reader)?;
@@ -187,10 +263,14 @@ impl Domain {
         audit::append(
             &mut tx,
             meta,
-            AuditEvent::new(Action::ThreadMemberRemoved, Outcome::Success, &member.session().actor())
-                .target("user", uid.clone())
-                .group(reader.thread.group_id.clone())
-                .detail(json!({ "thread_id": reader.thread.id })),
+            AuditEvent::new(
+                Action::ThreadMemberRemoved,
+                Outcome::Success,
+                &member.session().actor(),
+            )
+            .target("user", uid.clone())
+            .group(reader.thread.group_id.clone())
+            .detail(json!({ "thread_id": reader.thread.id })),
         )
         .await?;
         tx.commit().await?;
@@ -198,8 +278,16 @@ impl Domain {
         let group_id = convert::id(&reader.thread.group_id)?;
         self.publish(
             &region,
-            Audience { thread_id: Some(reader.thread.id.clone()), users: vec![uid.clone()], ..Default::default() },
-            Payload::Frame(ServerFrame::ThreadMemberRemoved { thread_id, group_id, user_id }),
+            Audience {
+                thread_id: Some(reader.thread.id.clone()),
+                users: vec![uid.clone()],
+                ..Default::default()
+            },
+            Payload::Frame(ServerFrame::ThreadMemberRemoved {
+                thread_id,
+                group_id,
+                user_id,
+            }),
         );
         self.access_changed(&region, &uid);
         Ok(())

@@ -34,7 +34,10 @@ pub fn text(field: &str, value: &str, max_chars: usize) -> Result<String> {
             "{field} must have at most {max_chars} characters"
         )));
     }
-    if value.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
         return Err(DomainError::Invalid(format!(
             "{field} must not contain control characters"
         )));

@@ -55,7 +55,9 @@ impl GroupMember {
     /// Patients and family take part in the main timeline only.
     pub(super) fn professional(&self) -> Result<()> {
         if self.patient_side {
-            Err(DomainError::Forbidden("patient-side members cannot do this"))
+            Err(DomainError::Forbidden(
+                "patient-side members cannot do this",
+            ))
         } else {
             Ok(())
         }
@@ -64,28 +66,50 @@ impl GroupMember {
 
 impl Domain {
     /// Checks that `member` may read `thread_id`. Unknown and invisible are the same 404.
-    pub(super) async fn thread_reader(&self, conn: &mut Conn, member: &Member, thread_id: &ThreadId) -> Result<ThreadReader> {
+    pub(super) async fn thread_reader(
+        &self,
+        conn: &mut Conn,
+        member: &Member,
+        thread_id: &ThreadId,
+    ) -> Result<ThreadReader> {
         let s = member.session();
-        let row = threads::access(conn, &s.region_id().to_string(), &thread_id.to_string(), &s.user_id().to_string())
-            .await?
-            .ok_or(DomainError::NotFound("thread"))?;
+        let row = threads::access(
+            conn,
+            &s.region_id().to_string(),
+            &thread_id.to_string(),
+            &s.user_id().to_string(),
+        )
+        .await?
+        .ok_or(DomainError::NotFound("thread"))?;
         Ok(ThreadReader {
             member: member.clone(),
-            kind: ThreadKind::parse(&row.thread.kind).ok_or_else(|| DomainError::Internal("thread kind".into()))?,
+            kind: ThreadKind::parse(&row.thread.kind)
+                .ok_or_else(|| DomainError::Internal("thread kind".into()))?,
             archived: row.archived_at.is_some(),
             thread: row.thread,
         })
     }
 
     /// Checks that `member` belongs to `group_id`. Unknown and invisible are the same 404.
-    pub(super) async fn group_member(&self, conn: &mut Conn, member: &Member, group_id: &GroupId) -> Result<GroupMember> {
+    pub(super) async fn group_member(
+        &self,
+        conn: &mut Conn,
+        member: &Member,
+        group_id: &GroupId,
+    ) -> Result<GroupMember> {
         let s = member.session();
-        let row = groups::membership(conn, &s.region_id().to_string(), &group_id.to_string(), &s.user_id().to_string())
-            .await?
-            .ok_or(DomainError::NotFound("group"))?;
+        let row = groups::membership(
+            conn,
+            &s.region_id().to_string(),
+            &group_id.to_string(),
+            &s.user_id().to_string(),
+        )
+        .await?
+        .ok_or(DomainError::NotFound("group"))?;
         Ok(GroupMember {
             member: member.clone(),
-            role: MemberRole::parse(&row.role).ok_or_else(|| DomainError::Internal("member role".into()))?,
+            role: MemberRole::parse(&row.role)
+                .ok_or_else(|| DomainError::Internal("member role".into()))?,
             patient_side: row.patient_side != 0,
             group: row.group,
         })
@@ -95,7 +119,12 @@ impl Domain {
     pub async fn visible_set(&self, member: &Member) -> Result<VisibleSet> {
         let s = member.session();
         let mut conn = self.store().conn().await?;
-        let rows = threads::visible_to(&mut conn, &s.region_id().to_string(), &s.user_id().to_string()).await?;
+        let rows = threads::visible_to(
+            &mut conn,
+            &s.region_id().to_string(),
+            &s.user_id().to_string(),
+        )
+        .await?;
         let mut set = VisibleSet {
             user_id: s.user_id().to_string(),
             region_id: s.region_id().to_string(),

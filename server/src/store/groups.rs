@@ -19,7 +19,8 @@ pub struct GroupRow {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "g.id, g.region_id, g.kind, g.name, g.description, g.patient, g.main_thread_id, \
+const COLUMNS: &str =
+    "g.id, g.region_id, g.kind, g.name, g.description, g.patient, g.main_thread_id, \
                        g.archived_at, g.created_by, g.created_at, g.updated_at";
 
 pub async fn insert(conn: &mut Conn, row: &GroupRow) -> Result<()> {
@@ -70,7 +71,12 @@ pub struct MembershipRow {
 }
 
 /// The group, only if `user_id` is a member and it is in `region_id`.
-pub async fn membership(conn: &mut Conn, region_id: &str, group_id: &str, user_id: &str) -> Result<Option<MembershipRow>> {
+pub async fn membership(
+    conn: &mut Conn,
+    region_id: &str,
+    group_id: &str,
+    user_id: &str,
+) -> Result<Option<MembershipRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS}, m.role, m.patient_side FROM groups g \
          JOIN group_members m ON m.group_id = g.id AND m.user_id = $2 \
@@ -84,7 +90,12 @@ pub async fn membership(conn: &mut Conn, region_id: &str, group_id: &str, user_i
 }
 
 /// Every group `user_id` is a member of, newest first.
-pub async fn memberships_of(conn: &mut Conn, region_id: &str, user_id: &str, include_archived: bool) -> Result<Vec<MembershipRow>> {
+pub async fn memberships_of(
+    conn: &mut Conn,
+    region_id: &str,
+    user_id: &str,
+    include_archived: bool,
+) -> Result<Vec<MembershipRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS}, m.role, m.patient_side FROM groups g \
          JOIN group_members m ON m.group_id = g.id AND m.user_id = $1 \
@@ -116,7 +127,14 @@ pub struct MemberRow {
     pub organization_id: Option<String>,
 }
 
-pub async fn add_member(conn: &mut Conn, group_id: &str, user_id: &str, role: &str, patient_side: bool, now: i64) -> Result<()> {
+pub async fn add_member(
+    conn: &mut Conn,
+    group_id: &str,
+    user_id: &str,
+    role: &str,
+    patient_side: bool,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO group_members (group_id, user_id, role, patient_side, joined_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -130,13 +148,19 @@ pub async fn add_member(conn: &mut Conn, group_id: &str, user_id: &str, role: &s
     Ok(())
 }
 
-pub async fn set_member_role(conn: &mut Conn, group_id: &str, user_id: &str, role: &str) -> Result<bool> {
-    let done = sqlx::query("UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2")
-        .bind(group_id)
-        .bind(user_id)
-        .bind(role)
-        .execute(conn)
-        .await?;
+pub async fn set_member_role(
+    conn: &mut Conn,
+    group_id: &str,
+    user_id: &str,
+    role: &str,
+) -> Result<bool> {
+    let done =
+        sqlx::query("UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2")
+            .bind(group_id)
+            .bind(user_id)
+            .bind(role)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -159,7 +183,11 @@ pub async fn remove_member(conn: &mut Conn, group_id: &str, user_id: &str) -> Re
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn get_member(conn: &mut Conn, group_id: &str, user_id: &str) -> Result<Option<MemberRow>> {
+pub async fn get_member(
+    conn: &mut Conn,
+    group_id: &str,
+    user_id: &str,
+) -> Result<Option<MemberRow>> {
     Ok(sqlx::query_as(
         "SELECT m.user_id, m.role, m.patient_side, m.joined_at, u.display_name, u.profession, u.organization_id \
          FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 AND m.user_id = $2",
@@ -182,9 +210,10 @@ pub async fn list_members(conn: &mut Conn, group_id: &str) -> Result<Vec<MemberR
 }
 
 pub async fn count_owners(conn: &mut Conn, group_id: &str) -> Result<i64> {
-    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1 AND role = 'owner'")
-        .bind(group_id)
-        .fetch_one(conn)
-        .await?;
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM group_members WHERE group_id = $1 AND role = 'owner'")
+            .bind(group_id)
+            .fetch_one(conn)
+            .await?;
     Ok(n)
 }

@@ -56,7 +56,14 @@ pub async fn redeem(conn: &mut Conn, code_hash: &str, now: i64) -> Result<Option
     .await?)
 }
 
-pub async fn add_join_request(conn: &mut Conn, group_id: &str, user_id: &str, invitation_id: &str, patient_side: bool, now: i64) -> Result<()> {
+pub async fn add_join_request(
+    conn: &mut Conn,
+    group_id: &str,
+    user_id: &str,
+    invitation_id: &str,
+    patient_side: bool,
+    now: i64,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO join_requests (group_id, user_id, invitation_id, patient_side, created_at) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_id, user_id) DO NOTHING",
@@ -91,7 +98,11 @@ pub async fn join_requests(conn: &mut Conn, group_id: &str) -> Result<Vec<JoinRe
 }
 
 /// Removes a pending request; returns it if there was one.
-pub async fn take_join_request(conn: &mut Conn, group_id: &str, user_id: &str) -> Result<Option<i64>> {
+pub async fn take_join_request(
+    conn: &mut Conn,
+    group_id: &str,
+    user_id: &str,
+) -> Result<Option<i64>> {
     let row: Option<(i64,)> = sqlx::query_as(
         "DELETE FROM join_requests WHERE group_id = $1 AND user_id = $2 RETURNING patient_side",
     )

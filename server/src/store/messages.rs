@@ -20,7 +20,8 @@ pub struct MessageRow {
     pub deleted_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, thread_id, seq, author_id, client_msg_id, body, reply_to, mentions, attachments, \
+const COLUMNS: &str =
+    "id, thread_id, seq, author_id, client_msg_id, body, reply_to, mentions, attachments, \
                        created_at, edited_at, deleted_at";
 
 /// Inserts unless this author already posted `client_msg_id` in the thread. Returns
@@ -47,7 +48,12 @@ pub async fn insert(conn: &mut Conn, row: &MessageRow) -> Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn find_by_client_id(conn: &mut Conn, thread_id: &str, author_id: &str, client_msg_id: &str) -> Result<Option<MessageRow>> {
+pub async fn find_by_client_id(
+    conn: &mut Conn,
+    thread_id: &str,
+    author_id: &str,
+    client_msg_id: &str,
+) -> Result<Option<MessageRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM messages WHERE thread_id = $1 AND author_id = $2 AND client_msg_id = $3"
     ))
@@ -59,18 +65,24 @@ pub async fn find_by_client_id(conn: &mut Conn, thread_id: &str, author_id: &str
 }
 
 pub async fn get(conn: &mut Conn, thread_id: &str, id: &str) -> Result<Option<MessageRow>> {
-    Ok(
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM messages WHERE id = $1 AND thread_id = $2"))
-            .bind(id)
-            .bind(thread_id)
-            .fetch_optional(conn)
-            .await?,
-    )
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM messages WHERE id = $1 AND thread_id = $2"
+    ))
+    .bind(id)
+    .bind(thread_id)
+    .fetch_optional(conn)
+    .await?)
 }
 
 /// Messages with `after < seq < before`, ascending when paging forward (an `after`
 /// bound or none), descending-then-reversed when paging back from `before`.
-pub async fn page(conn: &mut Conn, thread_id: &str, after: Option<i64>, before: Option<i64>, limit: i64) -> Result<Vec<MessageRow>> {
+pub async fn page(
+    conn: &mut Conn,
+    thread_id: &str,
+    after: Option<i64>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<MessageRow>> {
     let forward = after.is_some() || before.is_none();
     let sql = format!(
         "SELECT {COLUMNS} FROM messages WHERE thread_id = $1 AND seq > $2 AND seq < $3 ORDER BY seq {} LIMIT $4",
@@ -113,12 +125,12 @@ pub async fn add_edit(conn: &mut Conn, message_id: &str, body: &str, now: i64) -
 }
 
 pub async fn edits(conn: &mut Conn, message_id: &str) -> Result<Vec<(i64, String, i64)>> {
-    Ok(
-        sqlx::query_as("SELECT version, body, edited_at FROM message_edits WHERE message_id = $1 ORDER BY version")
-            .bind(message_id)
-            .fetch_all(conn)
-            .await?,
+    Ok(sqlx::query_as(
+        "SELECT version, body, edited_at FROM message_edits WHERE message_id = $1 ORDER BY version",
     )
+    .bind(message_id)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// A deleted message keeps no text: its edit history goes with it.
@@ -130,7 +142,13 @@ pub async fn delete_edits(conn: &mut Conn, message_id: &str) -> Result<()> {
     Ok(())
 }
 
-pub async fn add_reaction(conn: &mut Conn, message_id: &str, user_id: &str, emoji: &str, now: i64) -> Result<bool> {
+pub async fn add_reaction(
+    conn: &mut Conn,
+    message_id: &str,
+    user_id: &str,
+    emoji: &str,
+    now: i64,
+) -> Result<bool> {
     let done = sqlx::query(
         "INSERT INTO reactions (message_id, user_id, emoji, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (message_id, user_id, emoji) DO NOTHING",
@@ -144,18 +162,29 @@ pub async fn add_reaction(conn: &mut Conn, message_id: &str, user_id: &str, emoj
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn remove_reaction(conn: &mut Conn, message_id: &str, user_id: &str, emoji: &str) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3")
-        .bind(message_id)
-        .bind(user_id)
-        .bind(emoji)
-        .execute(conn)
-        .await?;
+pub async fn remove_reaction(
+    conn: &mut Conn,
+    message_id: &str,
+    user_id: &str,
+    emoji: &str,
+) -> Result<bool> {
+    let done =
+        sqlx::query("DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3")
+            .bind(message_id)
+            .bind(user_id)
+            .bind(emoji)
+            .execute(conn)
+            .await?;
     Ok(done.rows_affected() == 1)
 }
 
 /// Reactions on messages `seq` in `from..=to` of a thread: (message_id, emoji, user_id).
-pub async fn reactions_in_range(conn: &mut Conn, thread_id: &str, from: i64, to: i64) -> Result<Vec<(String, String, String)>> {
+pub async fn reactions_in_range(
+    conn: &mut Conn,
+    thread_id: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(String, String, String)>> {
     Ok(sqlx::query_as(
         "SELECT r.message_id, r.emoji, r.user_id FROM reactions r JOIN messages m ON m.id = r.message_id \
          WHERE m.thread_id = $1 AND m.seq >= $2 AND m.seq <= $3 ORDER BY r.created_at, r.user_id",

@@ -48,7 +48,12 @@ pub struct ThreadAccessRow {
 /// THE visibility rule, as SQL: the thread, only if `user_id` is a current member of
 /// its audience — the group for the main timeline, the member set for a 内緒話 — and
 /// the group is in `region_id`. Everything that reads a thread goes through this.
-pub async fn access(conn: &mut Conn, region_id: &str, thread_id: &str, user_id: &str) -> Result<Option<ThreadAccessRow>> {
+pub async fn access(
+    conn: &mut Conn,
+    region_id: &str,
+    thread_id: &str,
+    user_id: &str,
+) -> Result<Option<ThreadAccessRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS}, g.region_id, g.archived_at, m.role AS group_role, m.patient_side \
          FROM threads t JOIN groups g ON g.id = t.group_id \
@@ -81,7 +86,11 @@ pub async fn visible_to(conn: &mut Conn, region_id: &str, user_id: &str) -> Resu
 }
 
 /// The threads of one group that `user_id` can see.
-pub async fn visible_in_group(conn: &mut Conn, group_id: &str, user_id: &str) -> Result<Vec<ThreadRow>> {
+pub async fn visible_in_group(
+    conn: &mut Conn,
+    group_id: &str,
+    user_id: &str,
+) -> Result<Vec<ThreadRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM threads t WHERE t.group_id = $1 \
          AND (t.kind = 'main' OR EXISTS \
@@ -114,15 +123,21 @@ pub async fn remove_member(conn: &mut Conn, thread_id: &str, user_id: &str) -> R
 }
 
 pub async fn member_ids(conn: &mut Conn, thread_id: &str) -> Result<Vec<String>> {
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT user_id FROM thread_members WHERE thread_id = $1 ORDER BY added_at, user_id")
-        .bind(thread_id)
-        .fetch_all(conn)
-        .await?;
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT user_id FROM thread_members WHERE thread_id = $1 ORDER BY added_at, user_id",
+    )
+    .bind(thread_id)
+    .fetch_all(conn)
+    .await?;
     Ok(rows.into_iter().map(|(u,)| u).collect())
 }
 
 /// Private threads of a group that `user_id` belongs to (to announce their removal).
-pub async fn private_threads_of_member(conn: &mut Conn, group_id: &str, user_id: &str) -> Result<Vec<String>> {
+pub async fn private_threads_of_member(
+    conn: &mut Conn,
+    group_id: &str,
+    user_id: &str,
+) -> Result<Vec<String>> {
     let rows: Vec<(String,)> = sqlx::query_as(
         "SELECT t.id FROM threads t JOIN thread_members tm ON tm.thread_id = t.id \
          WHERE t.group_id = $1 AND tm.user_id = $2",
@@ -137,24 +152,34 @@ pub async fn private_threads_of_member(conn: &mut Conn, group_id: &str, user_id:
 /// Allocates the next `seq`. Called first in the posting transaction: on PostgreSQL it
 /// locks the thread row, on SQLite it takes the write lock, so posters serialise here.
 pub async fn next_seq(conn: &mut Conn, thread_id: &str) -> Result<i64> {
-    let (seq,): (i64,) = sqlx::query_as("UPDATE threads SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq")
-        .bind(thread_id)
-        .fetch_one(conn)
-        .await?;
+    let (seq,): (i64,) = sqlx::query_as(
+        "UPDATE threads SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+    )
+    .bind(thread_id)
+    .fetch_one(conn)
+    .await?;
     Ok(seq)
 }
 
 pub async fn last_read(conn: &mut Conn, thread_id: &str, user_id: &str) -> Result<i64> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT last_read_seq FROM read_receipts WHERE thread_id = $1 AND user_id = $2")
-        .bind(thread_id)
-        .bind(user_id)
-        .fetch_optional(conn)
-        .await?;
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT last_read_seq FROM read_receipts WHERE thread_id = $1 AND user_id = $2",
+    )
+    .bind(thread_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
     Ok(row.map(|(s,)| s).unwrap_or(0))
 }
 
 /// Moves the read position forward only. Returns the position after the call.
-pub async fn mark_read(conn: &mut Conn, thread_id: &str, user_id: &str, seq: i64, now: i64) -> Result<i64> {
+pub async fn mark_read(
+    conn: &mut Conn,
+    thread_id: &str,
+    user_id: &str,
+    seq: i64,
+    now: i64,
+) -> Result<i64> {
     sqlx::query(
         "INSERT INTO read_receipts (thread_id, user_id, last_read_seq, updated_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (thread_id, user_id) DO UPDATE SET last_read_seq = excluded.last_read_seq, \
@@ -194,7 +219,12 @@ pub async fn audience_receipts(conn: &mut Conn, thread: &ThreadRow) -> Result<Ve
 }
 
 /// Messages by others, not deleted, after `after_seq`.
-pub async fn unread_count(conn: &mut Conn, thread_id: &str, user_id: &str, after_seq: i64) -> Result<i64> {
+pub async fn unread_count(
+    conn: &mut Conn,
+    thread_id: &str,
+    user_id: &str,
+    after_seq: i64,
+) -> Result<i64> {
     let (n,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM messages WHERE thread_id = $1 AND seq > $2 AND author_id <> $3 AND deleted_at IS NULL",
     )
