@@ -22,7 +22,13 @@ use tsunagu_protocol::auth::{
     ChangePasswordRequest, LoginRequest, RefreshRequest, TokenResponse, TotpCodeRequest,
     TotpEnrollment,
 };
-use tsunagu_protocol::ids::{OrganizationId, UserId};
+use tsunagu_protocol::ids::{GroupId, MessageId, OrganizationId, ThreadId, UserId};
+use tsunagu_protocol::messaging::{
+    AcceptInvitation, AcceptedInvitation, AddMember, AddReaction, AddThreadMember, CreateGroup,
+    CreateInvitation, CreateThread, EditMessage, Group, GroupList, Invitation, JoinRequestList,
+    MarkRead, Member, MemberList, Message, MessageHistory, MessagePage, PostMessage, ReadState,
+    Readers, Thread, ThreadList, UpdateGroup, UpdateMember,
+};
 use tsunagu_protocol::{ErrorBody, ErrorCode, PROTOCOL_VERSION, VERSION_HEADER};
 use url::Url;
 
@@ -423,4 +429,327 @@ impl Client {
         self.authed(Method::PATCH, "api/v1/admin/policy", Some(req))
             .await
     }
+
+    // ---- groups and membership ----
+
+    pub async fn create_group(&self, req: &CreateGroup) -> Result<Group> {
+        self.authed(Method::POST, "api/v1/groups", Some(req)).await
+    }
+
+    pub async fn list_groups(&self) -> Result<GroupList> {
+        self.authed::<(), _>(Method::GET, "api/v1/groups", None)
+            .await
+    }
+
+    pub async fn get_group(&self, id: GroupId) -> Result<Group> {
+        self.authed::<(), _>(Method::GET, &format!("api/v1/groups/{id}"), None)
+            .await
+    }
+
+    pub async fn update_group(&self, id: GroupId, req: &UpdateGroup) -> Result<Group> {
+        self.authed(Method::PATCH, &format!("api/v1/groups/{id}"), Some(req))
+            .await
+    }
+
+    pub async fn archive_group(&self, id: GroupId) -> Result<Group> {
+        self.authed::<(), _>(Method::POST, &format!("api/v1/groups/{id}/archive"), None)
+            .await
+    }
+
+    pub async fn list_members(&self, group: GroupId) -> Result<MemberList> {
+        self.authed::<(), _>(Method::GET, &format!("api/v1/groups/{group}/members"), None)
+            .await
+    }
+
+    pub async fn add_member(&self, group: GroupId, req: &AddMember) -> Result<Member> {
+        self.authed(
+            Method::POST,
+            &format!("api/v1/groups/{group}/members"),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn update_member(
+        &self,
+        group: GroupId,
+        user: UserId,
+        req: &UpdateMember,
+    ) -> Result<Member> {
+        self.authed(
+            Method::PATCH,
+            &format!("api/v1/groups/{group}/members/{user}"),
+            Some(req),
+        )
+        .await
+    }
+
+    /// Removes a member, or leaves the group when `user` is yourself.
+    pub async fn remove_member(&self, group: GroupId, user: UserId) -> Result<()> {
+        self.authed::<(), _>(
+            Method::DELETE,
+            &format!("api/v1/groups/{group}/members/{user}"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn create_invitation(
+        &self,
+        group: GroupId,
+        req: &CreateInvitation,
+    ) -> Result<Invitation> {
+        self.authed(
+            Method::POST,
+            &format!("api/v1/groups/{group}/invitations"),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn accept_invitation(&self, code: &str) -> Result<AcceptedInvitation> {
+        let req = AcceptInvitation {
+            code: code.to_owned(),
+        };
+        self.authed(Method::POST, "api/v1/invitations/accept", Some(&req))
+            .await
+    }
+
+    pub async fn list_join_requests(&self, group: GroupId) -> Result<JoinRequestList> {
+        self.authed::<(), _>(
+            Method::GET,
+            &format!("api/v1/groups/{group}/join-requests"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn decide_join_request(
+        &self,
+        group: GroupId,
+        user: UserId,
+        approve: bool,
+    ) -> Result<()> {
+        let verb = if approve { "approve" } else { "reject" };
+        self.authed::<(), _>(
+            Method::POST,
+            &format!("api/v1/groups/{group}/join-requests/{user}/{verb}"),
+            None,
+        )
+        .await
+    }
+
+    // ---- threads ----
+
+    /// Creates a 内緒話 thread with the given group members (you are always included).
+    pub async fn create_thread(&self, group: GroupId, req: &CreateThread) -> Result<Thread> {
+        self.authed(
+            Method::POST,
+            &format!("api/v1/groups/{group}/threads"),
+            Some(req),
+        )
+        .await
+    }
+
+    pub async fn list_threads(&self, group: GroupId) -> Result<ThreadList> {
+        self.authed::<(), _>(Method::GET, &format!("api/v1/groups/{group}/threads"), None)
+            .await
+    }
+
+    pub async fn get_thread(&self, thread: ThreadId) -> Result<Thread> {
+        self.authed::<(), _>(Method::GET, &format!("api/v1/threads/{thread}"), None)
+            .await
+    }
+
+    pub async fn add_thread_member(&self, thread: ThreadId, user: UserId) -> Result<Thread> {
+        let req = AddThreadMember { user_id: user };
+        self.authed(
+            Method::POST,
+            &format!("api/v1/threads/{thread}/members"),
+            Some(&req),
+        )
+        .await
+    }
+
+    pub async fn remove_thread_member(&self, thread: ThreadId, user: UserId) -> Result<()> {
+        self.authed::<(), _>(
+            Method::DELETE,
+            &format!("api/v1/threads/{thread}/members/{user}"),
+            None,
+        )
+        .await
+    }
+
+    // ---- messages ----
+
+    /// Posts; retrying with the same `client_msg_id` returns the original message.
+    pub async fn post_message(&self, thread: ThreadId, req: &PostMessage) -> Result<Message> {
+        self.authed(
+            Method::POST,
+            &format!("api/v1/threads/{thread}/messages"),
+            Some(req),
+        )
+        .await
+    }
+
+    /// Posts plain text with a fresh `client_msg_id`.
+    pub async fn post_text(&self, thread: ThreadId, body: &str) -> Result<Message> {
+        let req = PostMessage {
+            body: body.to_owned(),
+            client_msg_id: new_client_msg_id(),
+            reply_to: None,
+            mentions: Vec::new(),
+            attachments: Vec::new(),
+        };
+        self.post_message(thread, &req).await
+    }
+
+    /// A page of the timeline: `after_seq` to catch up, `before_seq` to scroll back,
+    /// neither for the latest.
+    pub async fn list_messages(
+        &self,
+        thread: ThreadId,
+        after_seq: Option<i64>,
+        before_seq: Option<i64>,
+        limit: Option<i64>,
+    ) -> Result<MessagePage> {
+        let mut query = Vec::new();
+        if let Some(a) = after_seq {
+            query.push(format!("after_seq={a}"));
+        }
+        if let Some(b) = before_seq {
+            query.push(format!("before_seq={b}"));
+        }
+        if let Some(l) = limit {
+            query.push(format!("limit={l}"));
+        }
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
+        self.authed::<(), _>(
+            Method::GET,
+            &format!("api/v1/threads/{thread}/messages{q}"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn edit_message(
+        &self,
+        thread: ThreadId,
+        message: MessageId,
+        body: &str,
+    ) -> Result<Message> {
+        let req = EditMessage {
+            body: body.to_owned(),
+        };
+        self.authed(
+            Method::PATCH,
+            &format!("api/v1/threads/{thread}/messages/{message}"),
+            Some(&req),
+        )
+        .await
+    }
+
+    pub async fn delete_message(&self, thread: ThreadId, message: MessageId) -> Result<()> {
+        self.authed::<(), _>(
+            Method::DELETE,
+            &format!("api/v1/threads/{thread}/messages/{message}"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn message_history(
+        &self,
+        thread: ThreadId,
+        message: MessageId,
+    ) -> Result<MessageHistory> {
+        self.authed::<(), _>(
+            Method::GET,
+            &format!("api/v1/threads/{thread}/messages/{message}/history"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn readers(&self, thread: ThreadId, message: MessageId) -> Result<Readers> {
+        self.authed::<(), _>(
+            Method::GET,
+            &format!("api/v1/threads/{thread}/messages/{message}/readers"),
+            None,
+        )
+        .await
+    }
+
+    pub async fn add_reaction(
+        &self,
+        thread: ThreadId,
+        message: MessageId,
+        emoji: &str,
+    ) -> Result<()> {
+        let req = AddReaction {
+            emoji: emoji.to_owned(),
+        };
+        self.authed(
+            Method::POST,
+            &format!("api/v1/threads/{thread}/messages/{message}/reactions"),
+            Some(&req),
+        )
+        .await
+    }
+
+    pub async fn remove_reaction(
+        &self,
+        thread: ThreadId,
+        message: MessageId,
+        emoji: &str,
+    ) -> Result<()> {
+        let mut url = self.url(&format!(
+            "api/v1/threads/{thread}/messages/{message}/reactions/"
+        ))?;
+        url.path_segments_mut()
+            .map_err(|_| Error::Protocol("base url".into()))?
+            .pop_if_empty()
+            .push(emoji);
+        let path = url.path().trim_start_matches(self.base.path()).to_owned();
+        self.authed::<(), _>(Method::DELETE, &path, None).await
+    }
+
+    /// Marks everything up to `seq` read (既読).
+    pub async fn mark_read(&self, thread: ThreadId, seq: i64) -> Result<ReadState> {
+        let req = MarkRead { seq };
+        self.authed(
+            Method::POST,
+            &format!("api/v1/threads/{thread}/read"),
+            Some(&req),
+        )
+        .await
+    }
+
+    /// The websocket URL of this server (`ws://` or `wss://`).
+    pub fn websocket_url(&self) -> Result<Url> {
+        let mut url = self.url("api/v1/ws")?;
+        let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
+        url.set_scheme(scheme)
+            .map_err(|_| Error::Protocol("cannot derive websocket URL".into()))?;
+        Ok(url)
+    }
+}
+
+/// A fresh idempotency key for a post.
+pub fn new_client_msg_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "c{nanos:x}-{}-{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
