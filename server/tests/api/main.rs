@@ -10,3 +10,5 @@ mod lifecycle;
 mod operator;
 mod tls;
 mod tokens;
+mod ws;
+mod wsclient;

@@ -1,0 +1,499 @@
+//! The websocket: fan-out order and completeness, resume, idempotent posts over the
+//! socket, backpressure, hostile frames.
+
+use std::collections::BTreeMap;
+
+use serde_json::json;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tsunagu_client::Client;
+use tsunagu_protocol::accounts::UserRole;
+use tsunagu_protocol::ids::ThreadId;
+use tsunagu_protocol::messaging::{AddMember, CreateGroup, Group, GroupKind, PatientProfile};
+use tsunagu_protocol::ws::ServerFrame;
+
+use crate::both_backends;
+use crate::helpers::{spawn_app_with, Backend, TestApp};
+use crate::wsclient::{Received, WsClient};
+
+both_backends!(
+    twenty_clients_receive_every_message_in_seq_order_without_gaps_or_duplicates,
+    a_reconnecting_client_resumes_with_exactly_the_missed_messages,
+    a_retried_post_over_the_socket_returns_the_original_message,
+    hostile_frames_get_error_answers_and_other_clients_keep_being_served,
+    edits_deletes_reactions_receipts_and_typing_reach_the_members,
+);
+
+/// A patient group owned by a new nurse, with `n` more members; all signed in.
+async fn group_with_members(app: &TestApp, n: usize) -> (Group, Client, Vec<Client>) {
+    let (_, owner) = app.create_user("owner.nurse", UserRole::User).await;
+    let group = owner
+        .create_group(&CreateGroup {
+            kind: GroupKind::Patient,
+            name: "山田 太郎 様".into(),
+            description: None,
+            patient: Some(PatientProfile {
+                name: "山田 太郎".into(),
+                name_kana: Some("ヤマダ タロウ".into()),
+                birth_date: Some("1938-04-01".into()),
+                sex: None,
+                care_level: None,
+                address: None,
+                primary_physician: None,
+                notes: None,
+            }),
+        })
+        .await
+        .unwrap();
+    let mut members = Vec::new();
+    for i in 0..n {
+        let (user, client) = app
+            .create_user(&format!("member{i:02}"), UserRole::User)
+            .await;
+        owner
+            .add_member(
+                group.id,
+                &AddMember {
+                    user_id: user.id,
+                    role: None,
+                    patient_side: None,
+                },
+            )
+            .await
+            .unwrap();
+        members.push(client);
+    }
+    (group, owner, members)
+}
+
+fn token(c: &Client) -> String {
+    c.tokens().unwrap().access_token
+}
+
+/// Reads `client` until it has `count` messages of `thread`; returns their seqs in
+/// arrival order.
+async fn collect_seqs(ws: &mut WsClient, thread: ThreadId, count: usize) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < count {
+        if let ServerFrame::MessageCreated { message } = ws.frame().await {
+            if message.thread_id == thread {
+                seqs.push(message.seq);
+            }
+        }
+    }
+    seqs
+}
+
+async fn twenty_clients_receive_every_message_in_seq_order_without_gaps_or_duplicates(
+    app: TestApp,
+) {
+    let (group, owner, members) = group_with_members(&app, 19).await;
+    let thread = group.main_thread_id;
+    let mut sockets = Vec::new();
+    for c in std::iter::once(&owner).chain(members.iter()) {
+        sockets.push(WsClient::connect(&app, &token(c)).await);
+    }
+    assert_eq!(sockets.len(), 20);
+
+    // Three concurrent posters: commits interleave, so bus order and seq order can
+    // differ — delivery must still be in seq order.
+    let posters: Vec<Client> = vec![owner.clone(), members[0].clone(), members[1].clone()];
+    let per_poster = 40;
+    let mut tasks = Vec::new();
+    for (p, client) in posters.into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_poster {
+                client
+                    .post_text(thread, &format!("poster {p} message {i}"))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total = 3 * per_poster;
+    let expected: Vec<i64> = (1..=total as i64).collect();
+    for (i, ws) in sockets.iter_mut().enumerate() {
+        let seqs = collect_seqs(ws, thread, total).await;
+        assert_eq!(
+            seqs, expected,
+            "client {i}: every message once, in seq order"
+        );
+    }
+    // And nothing extra arrives after the last one (no duplicates trailing behind).
+    owner.post_text(thread, "sentinel").await.unwrap();
+    for ws in sockets.iter_mut() {
+        assert_eq!(collect_seqs(ws, thread, 1).await, vec![total as i64 + 1]);
+    }
+}
+
+async fn a_reconnecting_client_resumes_with_exactly_the_missed_messages(app: TestApp) {
+    let (group, owner, members) = group_with_members(&app, 1).await;
+    let thread = group.main_thread_id;
+    let reader = &members[0];
+    let mut ws = WsClient::connect(&app, &token(reader)).await;
+    for i in 0..10 {
+        owner
+            .post_text(thread, &format!("before drop {i}"))
+            .await
+            .unwrap();
+    }
+    let seen = collect_seqs(&mut ws, thread, 10).await;
+    assert_eq!(seen, (1..=10).collect::<Vec<_>>());
+
+    // The connection drops mid-stream (no close handshake); messages keep coming.
+    drop(ws);
+    for i in 0..25 {
+        owner
+            .post_text(thread, &format!("while away {i}"))
+            .await
+            .unwrap();
+    }
+
+    let mut ws = WsClient::connect(&app, &token(reader)).await;
+    ws.send(json!({ "type": "resume", "threads": { thread.to_string(): 10 } }))
+        .await;
+    let frames = ws.until(|f| matches!(f, ServerFrame::Resumed { .. })).await;
+    let replayed: Vec<i64> = frames
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::MessageCreated { message } => Some(message.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        replayed,
+        (11..=35).collect::<Vec<_>>(),
+        "exactly what was missed"
+    );
+    match frames.last() {
+        Some(ServerFrame::Resumed { threads }) => {
+            assert_eq!(threads, &BTreeMap::from([(thread, 35)]));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Then live events, with no duplicate of anything replayed.
+    owner.post_text(thread, "live again").await.unwrap();
+    assert_eq!(collect_seqs(&mut ws, thread, 1).await, vec![36]);
+
+    // Resuming an invisible or unknown thread is ignored, indistinguishably.
+    let mut ws2 = WsClient::connect(&app, &token(reader)).await;
+    ws2.send(json!({ "type": "resume", "threads": { ThreadId::new().to_string(): 0 } }))
+        .await;
+    match ws2.frame().await {
+        ServerFrame::Resumed { threads } => assert!(threads.is_empty()),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn a_retried_post_over_the_socket_returns_the_original_message(app: TestApp) {
+    let (group, owner, _) = group_with_members(&app, 0).await;
+    let thread = group.main_thread_id;
+    let mut ws = WsClient::connect(&app, &token(&owner)).await;
+    let post = json!({
+        "type": "post", "ref": "r1", "thread_id": thread.to_string(),
+        "body": "バイタル安定しています", "client_msg_id": "tablet-42"
+    });
+    ws.send(post.clone()).await;
+    let first = ws
+        .until(|f| matches!(f, ServerFrame::Ack { .. }))
+        .await
+        .pop()
+        .unwrap();
+    let mut retry = post.clone();
+    retry["ref"] = json!("r2");
+    ws.send(retry).await;
+    let second = ws
+        .until(|f| matches!(f, ServerFrame::Ack { .. }))
+        .await
+        .pop()
+        .unwrap();
+    let (
+        ServerFrame::Ack {
+            reference: r1,
+            message: m1,
+        },
+        ServerFrame::Ack {
+            reference: r2,
+            message: m2,
+        },
+    ) = (first, second)
+    else {
+        unreachable!()
+    };
+    assert_eq!((r1.as_deref(), r2.as_deref()), (Some("r1"), Some("r2")));
+    assert_eq!(m1.id, m2.id);
+    assert_eq!(m1.seq, 1);
+    assert_eq!(m2.seq, 1);
+    // The same client_msg_id over REST is the same message too.
+    let rest = owner
+        .post_message(
+            thread,
+            &tsunagu_protocol::messaging::PostMessage {
+                body: "バイタル安定しています".into(),
+                client_msg_id: "tablet-42".into(),
+                reply_to: None,
+                mentions: vec![],
+                attachments: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.id, m1.id);
+    let page = owner.list_messages(thread, None, None, None).await.unwrap();
+    assert_eq!(page.messages.len(), 1);
+
+    // An error answer carries the ref too.
+    ws.send(json!({ "type": "post", "ref": "r3", "thread_id": ThreadId::new().to_string(), "body": "x", "client_msg_id": "y" }))
+        .await;
+    let err = ws
+        .until(|f| matches!(f, ServerFrame::Error { .. }))
+        .await
+        .pop()
+        .unwrap();
+    assert_eq!(
+        err,
+        ServerFrame::Error {
+            reference: Some("r3".into()),
+            code: "not_found".into(),
+            message: "thread not found".into()
+        }
+    );
+}
+
+async fn hostile_frames_get_error_answers_and_other_clients_keep_being_served(app: TestApp) {
+    let (group, owner, members) = group_with_members(&app, 1).await;
+    let thread = group.main_thread_id;
+    let mut bystander = WsClient::connect(&app, &token(&members[0])).await;
+    let mut ws = WsClient::connect(&app, &token(&owner)).await;
+
+    let expect_error = |f: ServerFrame, code: &str| match f {
+        ServerFrame::Error { code: c, .. } => assert_eq!(c, code),
+        other => panic!("expected error {code}, got {other:?}"),
+    };
+    ws.send_raw(WsMessage::text("this is not json")).await;
+    expect_error(ws.frame().await, "malformed_frame");
+    ws.send_raw(WsMessage::text(r#"{"type": "launch_missiles"}"#))
+        .await;
+    expect_error(ws.frame().await, "malformed_frame");
+    ws.send_raw(WsMessage::text(r#"{"type": "post", "thread_id": 5}"#))
+        .await;
+    expect_error(ws.frame().await, "malformed_frame");
+    ws.send_raw(WsMessage::binary(vec![0u8, 1, 2, 3])).await;
+    expect_error(ws.frame().await, "malformed_frame");
+    // Over our 64 KiB limit but under the transport's hard limit: an error, connection kept.
+    let big = json!({ "type": "post", "thread_id": thread.to_string(), "body": "あ".repeat(30_000), "client_msg_id": "big" });
+    ws.send_raw(WsMessage::text(big.to_string())).await;
+    expect_error(ws.frame().await, "frame_too_large");
+    // Still serving this client.
+    ws.send(json!({ "type": "ping" })).await;
+    assert_eq!(ws.frame().await, ServerFrame::Pong {});
+    // Nothing was posted by any of that.
+    assert!(owner
+        .list_messages(thread, None, None, None)
+        .await
+        .unwrap()
+        .messages
+        .is_empty());
+
+    // Invalid UTF-8 in a text frame: an error, then the connection closes (1007).
+    let mut bad = WsClient::connect(&app, &token(&owner)).await;
+    let frame = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    let _ = futures_util::SinkExt::send(&mut bad.stream, WsMessage::Frame(frame)).await;
+    let mut closed_with = None;
+    for _ in 0..3 {
+        match bad.next().await {
+            Received::Frame(ServerFrame::Error { code, .. }) => assert_eq!(code, "malformed_frame"),
+            Received::Frame(other) => panic!("{other:?}"),
+            Received::Closed(code) => {
+                closed_with = Some(code);
+                break;
+            }
+        }
+    }
+    assert!(
+        matches!(closed_with, Some(Some(1007)) | Some(None)),
+        "{closed_with:?}"
+    );
+
+    // Far beyond the hard limit: the transport refuses it and the connection closes.
+    let mut huge = WsClient::connect(&app, &token(&owner)).await;
+    let _ = futures_util::SinkExt::send(&mut huge.stream, WsMessage::text("x".repeat(1024 * 1024)))
+        .await;
+    let mut ended = false;
+    for _ in 0..3 {
+        if let Received::Closed(_) = huge.next().await {
+            ended = true;
+            break;
+        }
+    }
+    assert!(ended);
+
+    // The bystander never noticed and still receives.
+    owner.post_text(thread, "after the noise").await.unwrap();
+    assert_eq!(collect_seqs(&mut bystander, thread, 1).await, vec![1]);
+    assert_eq!(collect_seqs(&mut ws, thread, 1).await, vec![1]);
+}
+
+async fn edits_deletes_reactions_receipts_and_typing_reach_the_members(app: TestApp) {
+    let (group, owner, members) = group_with_members(&app, 1).await;
+    let thread = group.main_thread_id;
+    let member = &members[0];
+    let mut ws = WsClient::connect(&app, &token(member)).await;
+    let msg = owner.post_text(thread, "朝の訪問終了").await.unwrap();
+    owner
+        .edit_message(thread, msg.id, "朝の訪問終了。血圧 132/80")
+        .await
+        .unwrap();
+    owner.add_reaction(thread, msg.id, "👍").await.unwrap();
+    owner.mark_read(thread, 1).await.unwrap(); // already read as author: no receipt event
+    member.mark_read(thread, 1).await.unwrap();
+    let mut typing = WsClient::connect(&app, &token(&owner)).await;
+    typing
+        .send(json!({ "type": "typing", "thread_id": thread.to_string() }))
+        .await;
+    owner.delete_message(thread, msg.id).await.unwrap();
+
+    let frames = ws
+        .until(|f| matches!(f, ServerFrame::MessageDeleted { .. }))
+        .await;
+    let kinds: Vec<&str> = frames
+        .iter()
+        .map(|f| match f {
+            ServerFrame::MessageCreated { .. } => "created",
+            ServerFrame::MessageEdited { .. } => "edited",
+            ServerFrame::ReactionAdded { .. } => "reaction",
+            ServerFrame::Receipt { .. } => "receipt",
+            ServerFrame::Typing { .. } => "typing",
+            ServerFrame::MessageDeleted { .. } => "deleted",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["created", "edited", "reaction", "receipt", "typing", "deleted"]
+    );
+    match &frames[1] {
+        ServerFrame::MessageEdited { message } => {
+            assert_eq!(message.body, "朝の訪問終了。血圧 132/80")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_told_to_resync_and_closed_while_others_keep_receiving() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, |c| {
+        c.ws.outbound_queue = 8;
+    })
+    .await
+    else {
+        return;
+    };
+    let (group, owner, members) = group_with_members(&app, 2).await;
+    let thread = group.main_thread_id;
+    let mut fast = WsClient::connect(&app, &token(&members[0])).await;
+    let mut slow = WsClient::connect(&app, &token(&members[1])).await;
+
+    // The slow client stops reading. Large messages fill the socket buffers, then its
+    // queue; the fast client reads everything as it comes.
+    let count = 400;
+    let body = "経過記録。".repeat(1500);
+    let poster = {
+        let owner = owner.clone();
+        let body = body.clone();
+        tokio::spawn(async move {
+            for _ in 0..count {
+                owner.post_text(thread, &body).await.unwrap();
+            }
+        })
+    };
+    let seqs = collect_seqs(&mut fast, thread, count).await;
+    poster.await.unwrap();
+    assert_eq!(
+        seqs,
+        (1..=count as i64).collect::<Vec<_>>(),
+        "the fast client lost nothing"
+    );
+
+    // Now the slow client reads: some messages, then the resync notice, then the close.
+    let mut delivered = 0;
+    let mut resync = None;
+    loop {
+        match slow.next().await {
+            Received::Frame(ServerFrame::MessageCreated { .. }) => delivered += 1,
+            Received::Frame(ServerFrame::Resync { reason }) => resync = Some(reason),
+            Received::Frame(other) => panic!("{other:?}"),
+            Received::Closed(_) => break,
+        }
+    }
+    assert_eq!(resync.as_deref(), Some("slow_consumer"));
+    assert!(
+        delivered < count,
+        "the slow client was cut off ({delivered} of {count})"
+    );
+
+    // It reconnects and resumes from what it had: exactly the rest.
+    let mut again = WsClient::connect(&app, &token(&members[1])).await;
+    again
+        .send(json!({ "type": "resume", "threads": { thread.to_string(): delivered } }))
+        .await;
+    let frames = again
+        .until(|f| matches!(f, ServerFrame::Resumed { .. }))
+        .await;
+    let replayed = frames
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::MessageCreated { .. }))
+        .count();
+    assert_eq!(replayed, count - delivered as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_must_authenticate_in_its_first_frame() {
+    let Some(app) = crate::helpers::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    // Something else first: refused and closed.
+    let mut ws = WsClient::raw(&app).await;
+    ws.send(json!({ "type": "ping" })).await;
+    match ws.next().await {
+        Received::Frame(ServerFrame::Error { code, .. }) => assert_eq!(code, "unauthenticated"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        ws.next().await,
+        Received::Closed(Some(1008)) | Received::Closed(None)
+    ));
+    // A forged token: refused.
+    let mut ws = WsClient::raw(&app).await;
+    ws.send(json!({ "type": "auth", "token": "eyJhbGciOiJub25lIn0.e30." }))
+        .await;
+    assert!(matches!(ws.frame().await, ServerFrame::Error { .. }));
+    // A token in the URL is not a credential.
+    let good = app.admin.tokens().unwrap().access_token;
+    let url = format!("ws://{}/api/v1/ws?token={good}", app.addr);
+    let (mut stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    futures_util::SinkExt::send(&mut stream, WsMessage::text(r#"{"type":"ping"}"#))
+        .await
+        .unwrap();
+    let mut ws = WsClient { stream };
+    assert!(matches!(ws.frame().await, ServerFrame::Error { .. }));
+    // Logging out closes the socket of that session.
+    let mut live = WsClient::connect(&app, &good).await;
+    app.admin.logout().await.unwrap();
+    let mut closed = false;
+    for _ in 0..3 {
+        match live.next().await {
+            Received::Frame(ServerFrame::Error { code, .. }) => assert_eq!(code, "unauthenticated"),
+            Received::Frame(other) => panic!("{other:?}"),
+            Received::Closed(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed);
+}
