@@ -42,6 +42,8 @@ pub enum ErrorCode {
     WeakPassword,
     /// Too many attempts; retry after the `Retry-After` header.
     TooManyRequests,
+    /// The request took longer than the server allows.
+    Timeout,
     /// The server is not ready (database unreachable, shutting down).
     Unavailable,
     /// A websocket frame that is not a valid JSON frame of the protocol.
@@ -73,6 +75,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "conflict",
             ErrorCode::WeakPassword => "weak_password",
             ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::MalformedFrame => "malformed_frame",
             ErrorCode::FrameTooLarge => "frame_too_large",

@@ -68,8 +68,15 @@ pub async fn logout(
     State(state): State<AppState>,
     Meta(meta): Meta,
     MaybeSession(session): MaybeSession,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<StatusCode> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            super::error::payload_too_large()
+        } else {
+            ApiError::invalid("unreadable body")
+        }
+    })?;
     // The body is optional: a client may sign out with only its access token.
     let refresh = if body.iter().all(u8::is_ascii_whitespace) {
         None

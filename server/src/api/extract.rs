@@ -56,7 +56,9 @@ pub fn request_meta(parts: &Parts, trust_forwarded_for: bool) -> RequestMeta {
                 .headers
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
+                // The trusted proxy appends the address it saw: the last entry. Earlier
+                // entries come from the client and prove nothing.
+                .and_then(|v| v.rsplit(',').next())
                 .map(|v| v.trim().to_owned())
                 .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
         })

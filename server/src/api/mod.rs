@@ -30,7 +30,6 @@ use tower_http::request_id::{
 };
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tsunagu_protocol::{ErrorCode, PROTOCOL_VERSION, REQUEST_ID_HEADER, VERSION_HEADER};
 
@@ -203,10 +202,16 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
                     )
                     .into_response()
                 }))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    limits.request_timeout,
-                )),
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async {
+                        ApiError::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            ErrorCode::Timeout,
+                            "the request took too long",
+                        )
+                    },
+                ))
+                .layer(tower::timeout::TimeoutLayer::new(limits.request_timeout)),
         )
         .with_state(state)
 }

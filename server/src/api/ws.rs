@@ -481,7 +481,7 @@ impl Connection {
                 if !self.visible.admits(&event.region_id, &event.audience) {
                     return Flow::Continue;
                 }
-                match frame {
+                match frame.as_ref() {
                     ServerFrame::MessageCreated { message } => self.deliver_message(message).await,
                     other => {
                         self.offer(other);

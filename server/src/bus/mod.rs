@@ -26,7 +26,7 @@ pub struct Audience {
 #[derive(Debug, Clone)]
 pub enum Payload {
     /// A frame to deliver as is.
-    Frame(ServerFrame),
+    Frame(Box<ServerFrame>),
     /// The user's group or thread memberships changed: their connections must reload
     /// what they can see before delivering anything else.
     AccessChanged { user_id: String },
@@ -35,6 +35,12 @@ pub enum Payload {
         user_id: String,
         session_id: Option<String>,
     },
+}
+
+impl Payload {
+    pub fn frame(frame: ServerFrame) -> Self {
+        Payload::Frame(Box::new(frame))
+    }
 }
 
 #[derive(Debug, Clone)]

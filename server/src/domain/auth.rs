@@ -278,14 +278,8 @@ impl Domain {
                 .ok_or_else(|| DomainError::Internal("user without region".into()))?;
             (user, region)
         };
-        if self
-            .throttle()
-            .check(&user.login_key, meta.ip.as_deref())
-            .is_err()
-        {
-            return Err(DomainError::Throttled {
-                retry_after_secs: 60,
-            });
+        if let Err(retry_after_secs) = self.throttle().check(&user.login_key, meta.ip.as_deref()) {
+            return Err(DomainError::Throttled { retry_after_secs });
         }
         if !password::verify(
             SecretString::from(req.current_password),

@@ -393,7 +393,7 @@ impl Domain {
                     users: vec![user_id.to_owned()],
                     ..Default::default()
                 },
-                Payload::Frame(ServerFrame::MemberAdded {
+                Payload::frame(ServerFrame::MemberAdded {
                     group_id: g,
                     user_id: u,
                 }),
@@ -512,7 +512,7 @@ impl Domain {
                             users: vec![target.user_id.clone()],
                             ..Default::default()
                         },
-                        Payload::Frame(ServerFrame::ThreadMemberRemoved {
+                        Payload::frame(ServerFrame::ThreadMemberRemoved {
                             thread_id: tid,
                             group_id,
                             user_id: u,
@@ -527,7 +527,7 @@ impl Domain {
                     users: vec![target.user_id.clone()],
                     ..Default::default()
                 },
-                Payload::Frame(ServerFrame::MemberRemoved {
+                Payload::frame(ServerFrame::MemberRemoved {
                     group_id,
                     user_id: u,
                 }),

@@ -195,7 +195,7 @@ impl Domain {
         let message = wire_message(&row, Vec::new(), 0)?;
         self.publish_thread(
             &reader,
-            Payload::Frame(ServerFrame::MessageCreated {
+            Payload::frame(ServerFrame::MessageCreated {
                 message: message.clone(),
             }),
         );
@@ -322,7 +322,7 @@ impl Domain {
         tx.commit().await?;
         self.publish_thread(
             &reader,
-            Payload::Frame(ServerFrame::MessageEdited {
+            Payload::frame(ServerFrame::MessageEdited {
                 message: message.clone(),
             }),
         );
@@ -348,7 +348,7 @@ impl Domain {
         tx.commit().await?;
         self.publish_thread(
             &reader,
-            Payload::Frame(ServerFrame::MessageDeleted {
+            Payload::frame(ServerFrame::MessageDeleted {
                 thread_id,
                 message_id,
                 seq: row.seq,
@@ -420,7 +420,7 @@ impl Domain {
                     emoji,
                 }
             };
-            self.publish_thread(&reader, Payload::Frame(frame));
+            self.publish_thread(&reader, Payload::frame(frame));
         }
         Ok(())
     }
@@ -455,7 +455,7 @@ impl Domain {
         if after > before {
             self.publish_thread(
                 &reader,
-                Payload::Frame(ServerFrame::Receipt {
+                Payload::frame(ServerFrame::Receipt {
                     thread_id,
                     user_id: me,
                     seq: after,
@@ -505,7 +505,7 @@ impl Domain {
         let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
         self.publish_thread(
             &reader,
-            Payload::Frame(ServerFrame::Typing {
+            Payload::frame(ServerFrame::Typing {
                 thread_id,
                 user_id: member.session().user_id(),
             }),

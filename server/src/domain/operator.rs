@@ -43,17 +43,24 @@ impl Domain {
     /// set-ups); without, a one-time password is generated and must be changed at first
     /// sign-in. Safe to race between nodes: the loser sees `AlreadyDone`.
     pub async fn bootstrap(&self, password: Option<&SecretString>) -> Result<Bootstrap> {
+        // "Empty" means no users at all: a start that died between creating the region
+        // and its admin is completed by the next start instead of leaving no way in.
         {
             let mut conn = self.store().conn().await?;
-            if regions::count(&mut conn).await? > 0 {
+            if users::count(&mut conn).await? > 0 {
                 return Ok(Bootstrap::AlreadyDone);
             }
         }
-        let region = match self.create_region(DEFAULT_REGION, "Default region").await {
-            Ok(region) => region,
-            Err(DomainError::Conflict(_)) => return Ok(Bootstrap::AlreadyDone),
+        if password.is_some_and(|p| p.expose_secret().is_empty()) {
+            return Err(DomainError::Invalid(
+                "TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD is empty".into(),
+            ));
+        }
+        match self.create_region(DEFAULT_REGION, "Default region").await {
+            Ok(_) | Err(DomainError::Conflict(_)) => {}
             Err(e) => return Err(e),
-        };
+        }
+        let row = self.region_row_by_slug(DEFAULT_REGION).await?;
         let (pw, one_time) = match password {
             Some(p) => (p.expose_secret().to_owned(), None),
             None => {
@@ -61,7 +68,6 @@ impl Domain {
                 (p.clone(), Some(p))
             }
         };
-        let row = self.region_row_by_slug(DEFAULT_REGION).await?;
         let req = CreateUser {
             login: BOOTSTRAP_ADMIN.into(),
             display_name: "Administrator".into(),
@@ -76,15 +82,22 @@ impl Domain {
         // set-up's choice); the policy applies to every later change.
         let mut relaxed = row.clone();
         relaxed.password_min_length = 1;
-        self.insert_user(
-            NewUser {
-                region: &relaxed,
-                req,
-            },
-            &operator_actor(&region.id.to_string()),
-            &operator_meta(),
-        )
-        .await?;
+        match self
+            .insert_user(
+                NewUser {
+                    region: &relaxed,
+                    req,
+                },
+                &operator_actor(&row.id),
+                &operator_meta(),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // Another node won the race.
+            Err(DomainError::Conflict(_)) => return Ok(Bootstrap::AlreadyDone),
+            Err(e) => return Err(e),
+        }
         Ok(Bootstrap::Created {
             one_time_password: one_time,
         })

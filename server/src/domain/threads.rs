@@ -164,7 +164,7 @@ impl Domain {
                 users: ids.into_iter().collect(),
                 ..Default::default()
             },
-            Payload::Frame(ServerFrame::ThreadCreated {
+            Payload::frame(ServerFrame::ThreadCreated {
                 thread: Thread {
                     last_read_seq: 0,
                     unread_count: 0,
@@ -236,7 +236,7 @@ impl Domain {
                 users: vec![uid],
                 ..Default::default()
             },
-            Payload::Frame(ServerFrame::ThreadMemberAdded {
+            Payload::frame(ServerFrame::ThreadMemberAdded {
                 thread_id,
                 group_id,
                 user_id,
@@ -283,7 +283,7 @@ impl Domain {
                 users: vec![uid.clone()],
                 ..Default::default()
             },
-            Payload::Frame(ServerFrame::ThreadMemberRemoved {
+            Payload::frame(ServerFrame::ThreadMemberRemoved {
                 thread_id,
                 group_id,
                 user_id,

@@ -155,7 +155,7 @@ impl VisibleSet {
         if region_id != self.region_id {
             return false;
         }
-        if audience.users.iter().any(|u| *u == self.user_id) {
+        if audience.users.contains(&self.user_id) {
             return true;
         }
         match (&audience.thread_id, &audience.group_id) {

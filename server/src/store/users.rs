@@ -190,6 +190,13 @@ pub async fn advance_totp_step(conn: &mut Conn, id: &str, step: i64) -> Result<b
     Ok(done.rows_affected() == 1)
 }
 
+pub async fn count(conn: &mut Conn) -> Result<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+        .fetch_one(conn)
+        .await?;
+    Ok(n)
+}
+
 pub async fn count_active_admins(conn: &mut Conn, region_id: &str) -> Result<i64> {
     let (n,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM users WHERE region_id = $1 AND role = 'region_admin' AND active = 1",
