@@ -41,6 +41,16 @@ pub enum Action {
     ThreadCreated,
     ThreadMemberAdded,
     ThreadMemberRemoved,
+    FileUploaded,
+    FileMetadataViewed,
+    FileDownloaded,
+    FileDeleted,
+    FileUpdated,
+    FileAccessDenied,
+    FileIntegrityFailed,
+    KeyRotated,
+    AuditReportExported,
+    AuditVerified,
 }
 
 impl Action {
@@ -76,6 +86,16 @@ impl Action {
             Action::ThreadCreated => "thread_created",
             Action::ThreadMemberAdded => "thread_member_added",
             Action::ThreadMemberRemoved => "thread_member_removed",
+            Action::FileUploaded => "file_uploaded",
+            Action::FileMetadataViewed => "file_metadata_viewed",
+            Action::FileDownloaded => "file_downloaded",
+            Action::FileDeleted => "file_deleted",
+            Action::FileUpdated => "file_updated",
+            Action::FileAccessDenied => "file_access_denied",
+            Action::FileIntegrityFailed => "file_integrity_failed",
+            Action::KeyRotated => "key_rotated",
+            Action::AuditReportExported => "audit_report_exported",
+            Action::AuditVerified => "audit_verified",
         }
     }
 }
@@ -152,6 +172,11 @@ impl Event {
 
     pub fn region(mut self, region_id: impl Into<String>) -> Self {
         self.region_id = Some(region_id.into());
+        self
+    }
+
+    pub fn file(mut self, file_id: impl Into<String>) -> Self {
+        self.file_id = Some(file_id.into());
         self
     }
 
