@@ -4,6 +4,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod blob;
 pub mod bus;
 pub mod clock;
 pub mod config;
