@@ -34,6 +34,8 @@ use url::Url;
 
 pub use tsunagu_protocol as protocol;
 
+pub mod live;
+
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -51,6 +53,18 @@ pub enum Error {
     /// A call that needs a sign-in was made without one.
     #[error("not signed in")]
     NotSignedIn,
+    /// The server refused a websocket request with an `error` frame. The codes are the
+    /// REST ones, so callers branch the same way whichever transport they used.
+    #[error("{message} ({code})")]
+    Refused { code: ErrorCode, message: String },
+    /// The websocket could not be opened, or was lost and could not be re-established
+    /// (see [`live`]); like [`Error::Transport`], the server was not reachable.
+    #[error("websocket: {0}")]
+    WebSocket(String),
+    /// The live session has ended: closed by the caller, or after a fatal error that was
+    /// reported once.
+    #[error("the live session is closed")]
+    SessionClosed,
 }
 
 impl Error {
@@ -58,6 +72,7 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Api { body, .. } => Some(body.error.code),
+            Error::Refused { code, .. } => Some(*code),
             _ => None,
         }
     }

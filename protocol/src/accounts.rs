@@ -236,6 +236,12 @@ pub struct Policy {
     pub password_min_length: u32,
     pub access_token_ttl_secs: u64,
     pub refresh_token_ttl_secs: u64,
+    /// Largest file a member may upload, in bytes.
+    pub max_file_bytes: u64,
+    /// File kinds members may upload (`image`, `pdf`, `word`, `excel`, `powerpoint`,
+    /// `text`, `other`); absent means all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_file_kinds: Option<Vec<String>>,
 }
 
 /// `PATCH /api/v1/admin/policy`: absent fields stay as they are.
@@ -251,6 +257,11 @@ pub struct UpdatePolicy {
     pub access_token_ttl_secs: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_token_ttl_secs: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_bytes: Option<u64>,
+    /// An empty list is refused; send all kinds to allow everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_file_kinds: Option<Vec<String>>,
 }
 
 /// `GET /api/v1/me`: the caller, their region and organisation.

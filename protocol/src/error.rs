@@ -50,6 +50,11 @@ pub enum ErrorCode {
     MalformedFrame,
     /// A websocket frame over the server's size limit.
     FrameTooLarge,
+    /// The requested byte range is outside the file.
+    RangeNotSatisfiable,
+    /// Stored data failed its integrity check: it was corrupted or tampered with. The
+    /// event is audited; no unauthenticated byte is ever served.
+    IntegrityError,
     /// Something failed on the server; the cause is logged under the request id.
     Internal,
 }
@@ -79,6 +84,8 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::MalformedFrame => "malformed_frame",
             ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
+            ErrorCode::IntegrityError => "integrity_error",
             ErrorCode::Internal => "internal",
         }
     }

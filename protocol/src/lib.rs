@@ -6,8 +6,10 @@
 //! server, which publishes the OpenAPI document.
 
 pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod files;
 pub mod ids;
 pub mod messaging;
 pub mod ws;

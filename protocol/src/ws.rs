@@ -35,11 +35,14 @@ pub enum ClientFrame {
         reply_to: Option<MessageId>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         mentions: Vec<UserId>,
+        /// File ids uploaded to the same thread.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<String>,
     },
     /// Moves the caller's read position.
     #[serde(rename = "read")]
     Read { thread_id: ThreadId, seq: i64 },
-    /// "I am typing" in a thread; relayed to its other members, not stored.
+    /// "I am typing" in a thread; relayed to the thread's other members, not stored.
     #[serde(rename = "typing")]
     Typing { thread_id: ThreadId },
     /// Application-level heartbeat; answered by `pong`.

@@ -10,8 +10,12 @@ use anyhow::Context;
 use axum::Router;
 
 use crate::api::{self, AppState, HttpLimits};
+use crate::audit::checkpoint::{self, CheckpointSettings, CheckpointSigner};
+use crate::blob::keys::KeyRing;
+use crate::blob::BlobStore;
 use crate::bus::LocalBus;
 use crate::config::Config;
+use crate::domain::files::FileServices;
 use crate::domain::operator::Bootstrap;
 use crate::domain::throttle::Throttle;
 use crate::domain::tokens::TokenSigner;
@@ -56,6 +60,7 @@ pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
             max_message_chars: config.messages.max_body_chars,
         },
         Arc::new(LocalBus::new(config.ws.bus_capacity)),
+        open_files(config)?,
     );
     match domain
         .bootstrap(config.bootstrap.admin_password.as_ref())
@@ -99,6 +104,48 @@ fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("creating data dir {}", dir.display()))
 }
 
+/// The blob store and the key-encryption keys. A KEK is generated on first start only
+/// in the default key directory and only when no key is configured anywhere.
+fn open_files(config: &Config) -> anyhow::Result<FileServices> {
+    use secrecy::ExposeSecret;
+    let blobs = BlobStore::open(&config.blob_backend()?).context("opening the blob store")?;
+    let env_keks = config
+        .files
+        .env_keks
+        .as_ref()
+        .map(|s| s.expose_secret().to_owned());
+    let create = config.files.kek_dir.is_none() && env_keks.is_none();
+    let keys = KeyRing::load(
+        &config.kek_dir(),
+        env_keks.as_deref(),
+        config.files.current_kek.as_deref(),
+        create,
+    )
+    .context("loading key-encryption keys")?;
+    Ok(FileServices { blobs, keys })
+}
+
+/// The key that signs audit checkpoints. Generated only at the default location; a
+/// configured path that is missing is a mistake (a cluster node would otherwise sign
+/// with a key the others cannot verify).
+pub fn load_audit_signer(config: &Config) -> anyhow::Result<CheckpointSigner> {
+    let create = config.audit.signing_key_file.is_none();
+    Ok(CheckpointSigner::load_or_create(
+        &config.audit_signing_key_file(),
+        create,
+    )?)
+}
+
+/// When to sign audit checkpoints, from configuration.
+pub fn checkpoint_settings(config: &Config) -> CheckpointSettings {
+    CheckpointSettings {
+        every: i64::try_from(config.audit.checkpoint_every).unwrap_or(i64::MAX),
+        interval_ms: i64::try_from(config.audit.checkpoint_interval_secs)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
+    }
+}
+
 /// A built server: bound, migrated, bootstrapped, not yet serving.
 pub struct Application {
     listener: tokio::net::TcpListener,
@@ -109,6 +156,9 @@ pub struct Application {
     grace: Duration,
     shutting_down: Arc<AtomicBool>,
     stop_tx: tokio::sync::watch::Sender<bool>,
+    orphan_grace_secs: u64,
+    audit_signer: Arc<CheckpointSigner>,
+    checkpoint_settings: CheckpointSettings,
 }
 
 impl Application {
@@ -128,6 +178,7 @@ impl Application {
         // Both rustls providers may be linked (reqwest brings ring); pin ours.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let domain = open_domain(config).await?;
+        let audit_signer = Arc::new(load_audit_signer(config)?);
         let shutting_down = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let state = AppState {
@@ -137,6 +188,7 @@ impl Application {
             shutting_down: shutting_down.clone(),
             shutdown: stop_rx,
             ws: config.ws.clone(),
+            audit_verifier: audit_signer.verifier(),
         };
         let router = api::router(
             state,
@@ -159,6 +211,9 @@ impl Application {
             grace: Duration::from_secs(config.http.shutdown_grace_secs),
             shutting_down,
             stop_tx,
+            orphan_grace_secs: config.files.orphan_grace_secs,
+            audit_signer,
+            checkpoint_settings: checkpoint_settings(config),
         })
     }
 
@@ -186,6 +241,9 @@ impl Application {
             grace,
             shutting_down,
             stop_tx,
+            orphan_grace_secs,
+            audit_signer,
+            checkpoint_settings,
         } = self;
         let stop_rx = stop_tx.subscribe();
         let flag = shutting_down.clone();
@@ -196,14 +254,28 @@ impl Application {
         });
         let pruner = {
             let domain = domain.clone();
+            let orphan_grace = orphan_grace_secs;
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(60));
+                let mut minutes = 0u64;
                 loop {
                     tick.tick().await;
                     domain.throttle().prune();
+                    // Interrupted uploads leave blobs without metadata: sweep hourly
+                    // (and at start), never touching anything younger than the grace.
+                    if minutes % 60 == 0 {
+                        match domain.sweep_orphans(orphan_grace).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(removed = n, "swept orphan blobs"),
+                            Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
+                        }
+                    }
+                    minutes += 1;
                 }
             })
         };
+        let checkpointer =
+            checkpoint::spawn(domain.store().clone(), audit_signer, checkpoint_settings);
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let mut hard_stop_rx = stop_rx.clone();
         let hard_stop = async move {
@@ -245,6 +317,7 @@ impl Application {
             }
         }
         pruner.abort();
+        checkpointer.abort();
         domain.store().close().await;
         tracing::info!("stopped");
         Ok(())

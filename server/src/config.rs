@@ -13,9 +13,14 @@ use serde::{Deserialize, Serialize};
 /// Top-level keys that are plain values; every other `TSUNAGU_<SECTION>_<KEY>` variable
 /// maps to `[section] key`.
 const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "database_url"];
-const SECTIONS: &[&str] = &["http", "tls", "auth", "log", "database", "ws", "messages"];
+const SECTIONS: &[&str] = &[
+    "http", "tls", "auth", "log", "database", "ws", "messages", "files", "audit",
+];
 /// Variables read directly rather than through the layered configuration.
 const DIRECT_VARS: &[&str] = &[
+    "TSUNAGU_FILES_KEKS",
+    "TSUNAGU_FILES_S3_SECRET_ACCESS_KEY",
+    "TSUNAGU_FILES_S3_SECRET_ACCESS_KEY_FILE",
     "TSUNAGU_CONFIG",
     "TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD",
     "TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD_FILE",
@@ -37,6 +42,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub ws: WsConfig,
     pub messages: MessagesConfig,
+    pub files: FilesConfig,
+    pub audit: AuditConfig,
     #[serde(skip)]
     pub bootstrap: BootstrapConfig,
 }
@@ -143,6 +150,79 @@ impl Default for MessagesConfig {
     }
 }
 
+/// The encrypted file store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilesConfig {
+    /// `local` (a directory) or `s3` (any S3-compatible service).
+    pub storage: String,
+    /// Blob directory for `local`; defaults to `<data_dir>/blobs`.
+    pub local_dir: Option<PathBuf>,
+    /// Directory of key-encryption keys (`<id>.kek`, base64 of 32 bytes); defaults to
+    /// `<data_dir>/keys/kek`, where one is generated on first start. Keys can also come
+    /// from `TSUNAGU_FILES_KEKS=id=base64,...`.
+    pub kek_dir: Option<PathBuf>,
+    /// The KEK that wraps new data keys; defaults to the greatest (newest) id.
+    pub current_kek: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_region: String,
+    pub s3_access_key_id: Option<String>,
+    /// Allow plain-HTTP endpoints (a local S3-compatible server).
+    pub s3_allow_http: bool,
+    /// Blobs without metadata older than this are removed by the sweeper.
+    pub orphan_grace_secs: u64,
+    /// Read from `TSUNAGU_FILES_S3_SECRET_ACCESS_KEY` (or `_FILE`) only.
+    #[serde(skip)]
+    pub s3_secret_access_key: Option<SecretString>,
+    /// Read from `TSUNAGU_FILES_KEKS` only.
+    #[serde(skip)]
+    pub env_keks: Option<SecretString>,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            storage: "local".into(),
+            local_dir: None,
+            kek_dir: None,
+            current_kek: None,
+            s3_endpoint: None,
+            s3_bucket: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_allow_http: false,
+            orphan_grace_secs: 3600,
+            s3_secret_access_key: None,
+            env_keks: None,
+        }
+    }
+}
+
+/// The audit log's signed checkpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// PKCS#8 PEM Ed25519 key that signs audit checkpoints. Defaults to
+    /// `<data_dir>/keys/audit-ed25519.pem`, created on first start. All nodes of a
+    /// cluster must share it, and `audit verify` needs the same one.
+    pub signing_key_file: Option<PathBuf>,
+    /// Sign a checkpoint at every entry whose seq is a multiple of this.
+    pub checkpoint_every: u64,
+    /// Also sign the newest entry when the last checkpoint is older than this.
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            signing_key_file: None,
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 3600,
+        }
+    }
+}
+
 /// First-start settings. Read from the environment only, never from the TOML file, so a
 /// password does not end up in a configuration file that is copied around.
 #[derive(Debug, Clone, Default)]
@@ -163,6 +243,8 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             ws: WsConfig::default(),
             messages: MessagesConfig::default(),
+            files: FilesConfig::default(),
+            audit: AuditConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }
@@ -257,6 +339,10 @@ impl Config {
             .merge(Env::prefixed("TSUNAGU_").filter_map(|k| env_key(k.as_str()).map(Into::into)));
         let mut config: Config = figment.extract().map_err(Box::new)?;
         config.bootstrap.admin_password = read_secret("TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD")?;
+        config.files.s3_secret_access_key = read_secret("TSUNAGU_FILES_S3_SECRET_ACCESS_KEY")?;
+        config.files.env_keks = std::env::var("TSUNAGU_FILES_KEKS")
+            .ok()
+            .map(SecretString::from);
         config.validate()?;
         Ok(config)
     }
@@ -296,6 +382,16 @@ impl Config {
                 "auth bursts must be at least 1".into(),
             ));
         }
+        if self.audit.checkpoint_every == 0
+            || self.audit.checkpoint_every > i64::MAX as u64
+            || self.audit.checkpoint_interval_secs == 0
+            || self.audit.checkpoint_interval_secs > (i64::MAX / 1000) as u64
+        {
+            return Err(ConfigError::Invalid(
+                "audit.checkpoint_every and audit.checkpoint_interval_secs must be at least 1"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -308,6 +404,53 @@ impl Config {
                 self.data_dir.join("tsunagu.db").display()
             ),
         }
+    }
+
+    /// The blob backend this configuration describes.
+    pub fn blob_backend(&self) -> Result<crate::blob::Backend, ConfigError> {
+        use secrecy::ExposeSecret;
+        match self.files.storage.as_str() {
+            "local" => Ok(crate::blob::Backend::Local {
+                dir: self
+                    .files
+                    .local_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("blobs")),
+            }),
+            "s3" => Ok(crate::blob::Backend::S3 {
+                endpoint: self.files.s3_endpoint.clone(),
+                bucket: self.files.s3_bucket.clone().ok_or_else(|| {
+                    ConfigError::Invalid("files.s3_bucket is required for s3 storage".into())
+                })?,
+                region: self.files.s3_region.clone(),
+                access_key_id: self.files.s3_access_key_id.clone(),
+                secret_access_key: self
+                    .files
+                    .s3_secret_access_key
+                    .as_ref()
+                    .map(|s| s.expose_secret().to_owned()),
+                allow_http: self.files.s3_allow_http,
+            }),
+            other => Err(ConfigError::Invalid(format!(
+                "files.storage {other:?} must be local or s3"
+            ))),
+        }
+    }
+
+    /// Where key-encryption keys live.
+    pub fn kek_dir(&self) -> PathBuf {
+        self.files
+            .kek_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("kek"))
+    }
+
+    /// Where the audit checkpoint signing key lives.
+    pub fn audit_signing_key_file(&self) -> PathBuf {
+        self.audit
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("audit-ed25519.pem"))
     }
 
     /// Where the access-token signing key lives.
@@ -351,6 +494,28 @@ mod tests {
         assert_eq!(env_key("AUTH_IP_BURST").as_deref(), Some("auth.ip_burst"));
         assert_eq!(env_key("NOPE"), None);
         assert_eq!(env_key("TLS"), None);
+    }
+
+    #[test]
+    fn the_audit_section_maps_from_the_environment_and_is_validated() {
+        assert_eq!(
+            env_key("AUDIT_SIGNING_KEY_FILE").as_deref(),
+            Some("audit.signing_key_file")
+        );
+        assert_eq!(
+            env_key("AUDIT_CHECKPOINT_EVERY").as_deref(),
+            Some("audit.checkpoint_every")
+        );
+        let config = Config::default();
+        assert_eq!(config.audit.checkpoint_every, 1000);
+        assert_eq!(config.audit.checkpoint_interval_secs, 3600);
+        assert!(config
+            .audit_signing_key_file()
+            .ends_with("keys/audit-ed25519.pem"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[audit]\ncheckpoint_every = 0\n").unwrap();
+        assert!(Config::load_from(Some(&path)).is_err());
     }
 
     #[test]

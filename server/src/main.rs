@@ -30,6 +30,17 @@ enum Command {
     /// Account administration from the shell.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Re-hash the whole audit chain and check its signed checkpoints; report the first
+    /// entry that was modified, removed, inserted or reordered. Exit status: 0 intact,
+    /// 1 broken, 2 could not verify.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -103,8 +114,46 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("migrations applied");
         }
         Command::Admin(cmd) => admin(&config, cmd).await?,
+        Command::Audit(AuditCommand::Verify) => match audit_verify(&config).await {
+            Ok(true) => {}
+            Ok(false) => std::process::exit(1),
+            Err(e) => {
+                eprintln!("audit verify: {e:#}");
+                std::process::exit(2);
+            }
+        },
     }
     Ok(())
+}
+
+/// Prints a report for people; `Ok(true)` when the chain is intact.
+async fn audit_verify(config: &Config) -> anyhow::Result<bool> {
+    let domain = open_domain(config).await?;
+    let signer = tsunagu_server::app::load_audit_signer(config)?;
+    let result = domain.operator_verify_audit(&signer.verifier()).await;
+    domain.store().close().await;
+    let v = result?;
+    match &v.first_problem {
+        None => {
+            println!(
+                "audit log intact: {} entries and {} signed checkpoints verified (key {})",
+                v.checked,
+                v.checkpoints,
+                signer.key_id()
+            );
+        }
+        Some(p) => {
+            println!("audit log BROKEN at seq {}: {}", p.seq, p.reason);
+            println!("  {}", p.detail);
+            println!(
+                "  {} entries and {} signed checkpoints verified before it (key {})",
+                v.checked,
+                v.checkpoints,
+                signer.key_id()
+            );
+        }
+    }
+    Ok(v.intact)
 }
 
 async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {

@@ -39,3 +39,8 @@ CREATE TABLE audit_checkpoints (
     signature TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+CREATE TRIGGER audit_checkpoints_no_update_or_delete BEFORE UPDATE OR DELETE ON audit_checkpoints
+FOR EACH ROW EXECUTE FUNCTION audit_events_append_only();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();

@@ -16,6 +16,8 @@ pub struct ApiError {
     code: ErrorCode,
     message: String,
     retry_after: Option<u64>,
+    /// For 416: the file size, sent as `Content-Range: bytes */size`.
+    content_range: Option<u64>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            content_range: None,
         }
     }
 
@@ -74,6 +77,16 @@ impl From<DomainError> for ApiError {
             D::PasswordChangeRequired => (StatusCode::FORBIDDEN, ErrorCode::PasswordChangeRequired),
             D::MfaEnrollmentRequired => (StatusCode::FORBIDDEN, ErrorCode::MfaEnrollmentRequired),
             D::Throttled { .. } => (StatusCode::TOO_MANY_REQUESTS, ErrorCode::TooManyRequests),
+            D::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
+            D::UnsupportedKind(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+            ),
+            D::RangeNotSatisfiable(_) => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::RangeNotSatisfiable,
+            ),
+            D::Integrity => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::IntegrityError),
             D::Internal(cause) => {
                 tracing::error!(error = %cause, "internal error");
                 return ApiError::new(
@@ -86,6 +99,9 @@ impl From<DomainError> for ApiError {
         let mut err = ApiError::new(status, code, e.to_string());
         if let D::Throttled { retry_after_secs } = e {
             err.retry_after = Some(retry_after_secs);
+        }
+        if let D::RangeNotSatisfiable(size) = e {
+            err.content_range = Some(size);
         }
         err
     }
@@ -141,6 +157,11 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if let Some(size) = self.content_range {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, v);
             }
         }
         if self.status == StatusCode::UNAUTHORIZED {

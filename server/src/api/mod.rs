@@ -2,9 +2,11 @@
 //! capability from an extractor, and shape the answer; they decide nothing themselves.
 
 mod admin;
+mod audit;
 mod auth;
 pub mod error;
 pub mod extract;
+mod files;
 mod groups;
 mod health;
 mod me;
@@ -49,6 +51,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Websocket limits.
     pub ws: crate::config::WsConfig,
+    /// Checks the signatures of audit checkpoints.
+    pub audit_verifier: crate::audit::checkpoint::CheckpointVerifier,
 }
 
 /// Limits the router enforces.
@@ -69,6 +73,9 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .route("/me/totp", post(me::totp_begin))
         .route("/me/totp/confirm", post(me::totp_confirm))
         .route("/admin/regions", get(admin::list_regions))
+        .route("/admin/audit/events", get(audit::events))
+        .route("/admin/audit/file-access", get(audit::file_access))
+        .route("/admin/audit/verify", get(audit::verify))
         .route(
             "/admin/organizations",
             get(admin::list_organizations).post(admin::create_organization),
@@ -162,8 +169,38 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             axum::routing::delete(threads::remove_reaction),
         )
         .route("/threads/{id}/read", post(threads::mark_read))
+        .route(
+            "/files/{id}",
+            get(files::metadata)
+                .patch(files::update)
+                .delete(files::delete),
+        )
+        .route("/groups/{id}/files", get(files::library))
+        .route("/search", get(files::search))
+        .route("/openapi.json", get(openapi_json))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: tower::BoxError| async {
+                        ApiError::new(
+                            StatusCode::REQUEST_TIMEOUT,
+                            ErrorCode::Timeout,
+                            "the request took too long",
+                        )
+                    },
+                ))
+                .layer(tower::timeout::TimeoutLayer::new(limits.request_timeout)),
+        );
+
+    // Long-lived transfers: no request timeout, no JSON body limit (uploads enforce the
+    // region's file-size policy while streaming; the socket has its own frame limit).
+    let transfers = Router::new()
+        .route("/threads/{id}/files", post(files::upload))
+        .route("/files/{id}/content", get(files::content))
         .route("/ws", get(ws::upgrade))
-        .route("/openapi.json", get(openapi_json));
+        .layer(DefaultBodyLimit::disable());
+    let v1 = v1.merge(transfers);
 
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     Router::new()
@@ -174,7 +211,6 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(
             ServiceBuilder::new()
                 // A client-chosen request id could collide or smuggle text into logs:
@@ -201,17 +237,7 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
                         "internal error",
                     )
                     .into_response()
-                }))
-                .layer(axum::error_handling::HandleErrorLayer::new(
-                    |_: tower::BoxError| async {
-                        ApiError::new(
-                            StatusCode::REQUEST_TIMEOUT,
-                            ErrorCode::Timeout,
-                            "the request took too long",
-                        )
-                    },
-                ))
-                .layer(tower::timeout::TimeoutLayer::new(limits.request_timeout)),
+                })),
         )
         .with_state(state)
 }

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, auth, groups, health, me, threads, ws};
+use super::{admin, audit, auth, files, groups, health, me, threads, ws};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,7 @@ use super::{admin, auth, groups, health, me, threads, ws};
         auth::login, auth::refresh, auth::logout,
         me::me, me::change_password, me::totp_begin, me::totp_confirm,
         admin::list_regions,
+        audit::events, audit::file_access, audit::verify,
         admin::list_organizations, admin::create_organization, admin::get_organization, admin::update_organization,
         admin::list_users, admin::create_user, admin::get_user, admin::update_user,
         admin::deactivate_user, admin::reactivate_user, admin::reset_password, admin::reset_totp,
@@ -32,6 +33,8 @@ use super::{admin, auth, groups, health, me, threads, ws};
         threads::message_history, threads::readers, threads::add_reaction, threads::remove_reaction,
         threads::mark_read,
         ws::upgrade,
+        files::upload, files::metadata, files::update, files::delete, files::content, files::library,
+        files::search,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(tsunagu_protocol::ErrorBody, tsunagu_protocol::ErrorCode)),
@@ -40,9 +43,11 @@ use super::{admin, auth, groups, health, me, threads, ws};
         (name = "auth", description = "Sign-in and tokens"),
         (name = "me", description = "The caller's own account"),
         (name = "admin", description = "Region administration"),
+        (name = "audit", description = "Audit reports (JSON, CSV for Excel) and chain verification"),
         (name = "groups", description = "Patient and free groups, membership, invitations"),
         (name = "threads", description = "Main timelines and 内緒話 threads"),
         (name = "messages", description = "Messages, reactions, read receipts (既読)"),
+        (name = "files", description = "Encrypted files, the file library, search"),
         (name = "websocket", description = "Live events; see docs/protocol.md"),
         (name = "operations", description = "Probes and metrics"),
     )

@@ -8,7 +8,7 @@
 //! from the database, so delivery is in order, gap-free and duplicate-free whatever
 //! order the bus hands events over in.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{
@@ -34,6 +34,12 @@ use crate::domain::{DomainError, Member};
 
 /// Messages fetched per database round trip when replaying or filling a gap.
 const REPLAY_PAGE: i64 = 200;
+/// After `ready`, new messages are held back this long (or until the client's first
+/// frame): a client that sends `resume` right away then gets its replay and the live
+/// messages strictly in `seq` order, without duplicates.
+const LIVE_HOLD: Duration = Duration::from_millis(1500);
+/// How long a replay waits for room in the queue before giving up on the client.
+const REPLAY_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the writer keeps trying to hand over a final frame (resync, error) before
 /// dropping the connection.
 const FINAL_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,6 +111,12 @@ struct Connection {
     out: mpsc::Sender<Outbound>,
     finish: watch::Sender<Option<Final>>,
     meta: RequestMeta,
+    /// Live `message.created` events are held until the client's first frame (see
+    /// [`LIVE_HOLD`]); the threads they were for are remembered here.
+    holding: bool,
+    held: HashSet<String>,
+    /// Other live frames that arrived during the hold, delivered after the messages.
+    held_frames: Vec<ServerFrame>,
 }
 
 enum Flow {
@@ -131,7 +143,23 @@ impl Connection {
             _ => None,
         };
         let session = match token {
-            Some(t) => state.domain.authenticate(&t).await.ok(),
+            Some(t) => match state.domain.authenticate(&t).await {
+                Ok(s) => Some(s),
+                // The database being down is not the client's fault: say so, so it
+                // retries instead of asking its user to sign in again.
+                Err(DomainError::Internal(cause)) => {
+                    tracing::error!(error = %cause, "websocket: authentication unavailable");
+                    let frame = encode(&error_frame(
+                        None,
+                        ErrorCode::Unavailable,
+                        "try again shortly",
+                    ));
+                    let _ = sink.send(WsMessage::Text(frame.into())).await;
+                    let _ = sink.send(close(close_code::ERROR, "unavailable")).await;
+                    return;
+                }
+                Err(_) => None,
+            },
             None => None,
         };
         let member = match session.map(|s| s.member()) {
@@ -183,6 +211,9 @@ impl Connection {
             out,
             finish,
             meta,
+            holding: true,
+            held: HashSet::new(),
+            held_frames: Vec::new(),
         };
         metrics::gauge!("tsunagu_ws_connections").increment(1.0);
         tracing::debug!(%user_id, "websocket: authenticated");
@@ -198,17 +229,23 @@ impl Connection {
         let mut ticker = tokio::time::interval(heartbeat);
         ticker.tick().await;
         let mut last_heard = Instant::now();
+        let hold_until = tokio::time::Instant::now() + LIVE_HOLD;
         let mut shutdown = conn.state.shutdown.clone();
         loop {
             let flow = tokio::select! {
                 incoming = stream.next() => {
                     last_heard = Instant::now();
-                    match incoming {
+                    let flow = match incoming {
                         Some(Ok(msg)) => conn.on_client_message(msg, &limits).await,
                         Some(Err(e)) => conn.on_transport_error(e),
                         None => Flow::Stop,
+                    };
+                    match flow {
+                        Flow::Continue => conn.go_live().await,
+                        stop => stop,
                     }
                 }
+                _ = tokio::time::sleep_until(hold_until), if conn.holding => conn.go_live().await,
                 event = bus.recv() => match event {
                     Ok(event) => conn.on_event(&event).await,
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -261,9 +298,28 @@ impl Connection {
         }
     }
 
-    /// Queues a frame the client asked for (replay, ack), waiting for room.
+    /// Queues a frame the client asked for (replay, ack), waiting for room — but not
+    /// forever: a client that stops reading during a replay is told to resync.
     async fn send(&self, frame: &ServerFrame) -> bool {
-        self.out.send(Outbound::Frame(encode(frame))).await.is_ok()
+        match tokio::time::timeout(
+            REPLAY_SEND_TIMEOUT,
+            self.out.send(Outbound::Frame(encode(frame))),
+        )
+        .await
+        {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                metrics::counter!("tsunagu_ws_slow_consumers_total").increment(1);
+                let _ = self.end_with(
+                    Some(ServerFrame::Resync {
+                        reason: "slow_consumer".into(),
+                    }),
+                    close_code::AGAIN,
+                    "resync",
+                );
+                false
+            }
+        }
     }
 
     fn end_with(&self, frame: Option<ServerFrame>, code: u16, reason: &'static str) -> Flow {
@@ -295,7 +351,7 @@ impl Connection {
         };
         if text.len() > limits.max_frame_bytes {
             self.offer(&error_frame(
-                None,
+                frame_ref(text.as_str()),
                 ErrorCode::FrameTooLarge,
                 format!("frames are limited to {} bytes", limits.max_frame_bytes),
             ));
@@ -305,7 +361,7 @@ impl Connection {
             Ok(f) => f,
             Err(_) => {
                 self.offer(&error_frame(
-                    None,
+                    frame_ref(text.as_str()),
                     ErrorCode::MalformedFrame,
                     "not a valid frame (see docs/protocol.md)",
                 ));
@@ -331,13 +387,14 @@ impl Connection {
                 client_msg_id,
                 reply_to,
                 mentions,
+                attachments,
             } => {
                 let req = PostMessage {
                     body,
                     client_msg_id,
                     reply_to,
                     mentions,
-                    attachments: Vec::new(),
+                    attachments,
                 };
                 let reply = match self
                     .state
@@ -410,7 +467,16 @@ impl Connection {
             if !self.visible.sees_thread(&key) {
                 continue; // unknown or invisible: ignored, indistinguishably
             }
-            let mut cursor = since.max(0);
+            // A client cannot hold more than was ever delivered: a number beyond that
+            // (say, after a server restore) would silently swallow later messages.
+            let cap = self
+                .visible
+                .threads
+                .get(&key)
+                .copied()
+                .unwrap_or(0)
+                .max(self.delivered.get(&key).copied().unwrap_or(0));
+            let mut cursor = since.clamp(0, cap);
             loop {
                 let page = match self
                     .state
@@ -482,7 +548,28 @@ impl Connection {
                     return Flow::Continue;
                 }
                 match frame.as_ref() {
+                    ServerFrame::MessageCreated { message } if self.holding => {
+                        self.held.insert(message.thread_id.to_string());
+                        Flow::Continue
+                    }
+                    // Keep edits, reactions, receipts behind the messages they are about.
+                    other if self.holding => {
+                        if self.held_frames.len() >= self.state.ws.outbound_queue {
+                            return self.end_with(
+                                Some(ServerFrame::Resync {
+                                    reason: "slow_consumer".into(),
+                                }),
+                                close_code::AGAIN,
+                                "resync",
+                            );
+                        }
+                        self.held_frames.push(other.clone());
+                        Flow::Continue
+                    }
                     ServerFrame::MessageCreated { message } => self.deliver_message(message).await,
+                    ServerFrame::Typing { user_id, .. } if user_id.to_string() == me => {
+                        Flow::Continue
+                    }
                     other => {
                         self.offer(other);
                         Flow::Continue
@@ -505,23 +592,29 @@ impl Connection {
             // A gap: an event is late or lost. The database has it.
             let mut cursor = last;
             while cursor < message.seq - 1 {
-                let page = match self
+                let before = cursor;
+                if let Ok(page) = self
                     .state
                     .domain
                     .messages_after(&self.member, message.thread_id, cursor, REPLAY_PAGE)
                     .await
                 {
-                    Ok(p) if !p.is_empty() => p,
-                    _ => break,
-                };
-                for m in page.into_iter().take_while(|m| m.seq < message.seq) {
-                    cursor = m.seq;
-                    if !self.offer(&ServerFrame::MessageCreated { message: m }) {
-                        return Flow::Stop;
+                    for m in page.into_iter().take_while(|m| m.seq < message.seq) {
+                        cursor = m.seq;
+                        if !self.offer(&ServerFrame::MessageCreated { message: m }) {
+                            return Flow::Stop;
+                        }
                     }
                 }
-                if cursor == last {
-                    break;
+                if cursor == before {
+                    // The gap cannot be filled now: never skip over it silently.
+                    return self.end_with(
+                        Some(ServerFrame::Resync {
+                            reason: "gap".into(),
+                        }),
+                        close_code::AGAIN,
+                        "resync",
+                    );
                 }
             }
         }
@@ -533,6 +626,50 @@ impl Connection {
         } else {
             Flow::Stop
         }
+    }
+
+    /// Ends the hold: sends, in order, whatever arrived for the held threads beyond what
+    /// was delivered (a `resume` may already have covered it).
+    async fn go_live(&mut self) -> Flow {
+        if !self.holding {
+            return Flow::Continue;
+        }
+        self.holding = false;
+        for key in std::mem::take(&mut self.held) {
+            let (Some(&last), Ok(thread_id)) = (self.delivered.get(&key), key.parse::<ThreadId>())
+            else {
+                continue;
+            };
+            let mut cursor = last;
+            loop {
+                let page = match self
+                    .state
+                    .domain
+                    .messages_after(&self.member, thread_id, cursor, REPLAY_PAGE)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(_) => break,
+                };
+                let full = page.len() as i64 == REPLAY_PAGE;
+                for message in page {
+                    cursor = message.seq;
+                    if !self.send(&ServerFrame::MessageCreated { message }).await {
+                        return Flow::Stop;
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+            self.delivered.insert(key, cursor);
+        }
+        for frame in std::mem::take(&mut self.held_frames) {
+            if !self.offer(&frame) {
+                return Flow::Stop;
+            }
+        }
+        Flow::Continue
     }
 
     /// Memberships changed: take a new snapshot. New threads start at their current
@@ -548,14 +685,32 @@ impl Connection {
                 self.visible = visible;
             }
             Err(e) => {
-                // Fail closed: see nothing rather than something stale.
+                // Fail closed: see nothing rather than something stale, and tell the
+                // client to come back (its next connection rebuilds everything).
                 tracing::warn!(error = %e, "websocket: reloading visibility failed");
                 self.visible.threads.clear();
                 self.visible.groups.clear();
                 self.delivered.clear();
+                self.end_with(
+                    Some(ServerFrame::Resync {
+                        reason: "internal".into(),
+                    }),
+                    close_code::ERROR,
+                    "resync",
+                );
             }
         }
     }
+}
+
+/// The `ref` of a frame we reject, if it has one, so the client can match the error to
+/// its request.
+fn frame_ref(text: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()?
+        .get("ref")?
+        .as_str()
+        .map(|r| r.chars().take(64).collect())
 }
 
 fn close(code: u16, reason: &'static str) -> WsMessage {

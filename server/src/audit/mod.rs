@@ -2,11 +2,17 @@
 //! file access). Entries are written in the same transaction as the change they record
 //! whenever there is one, so a committed change always has its entry.
 
+pub mod checkpoint;
+pub mod report;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use sqlx::Connection;
+
+pub use tsunagu_protocol::audit::AuditProblemReason as ProblemReason;
 
 use crate::clock::now_ms;
-use crate::store::{Conn, Result, Store, Tx};
+use crate::store::{Backend, Conn, Result, Store, Tx};
 
 /// What happened. The string forms are stable: reports and scripts filter on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +104,60 @@ impl Action {
             Action::AuditVerified => "audit_verified",
         }
     }
+
+    /// Every action, in declaration order.
+    pub const ALL: &'static [Action] = &[
+        Action::LoginSucceeded,
+        Action::LoginFailed,
+        Action::LoginThrottled,
+        Action::TokenRefreshed,
+        Action::RefreshReuseDetected,
+        Action::SessionRevoked,
+        Action::PasswordChanged,
+        Action::PasswordReset,
+        Action::TotpEnrolled,
+        Action::TotpReset,
+        Action::RegionCreated,
+        Action::OrganizationCreated,
+        Action::OrganizationUpdated,
+        Action::UserCreated,
+        Action::UserUpdated,
+        Action::UserRoleChanged,
+        Action::UserDeactivated,
+        Action::UserReactivated,
+        Action::PolicyChanged,
+        Action::GroupCreated,
+        Action::GroupUpdated,
+        Action::GroupArchived,
+        Action::MemberAdded,
+        Action::MemberRoleChanged,
+        Action::MemberRemoved,
+        Action::InvitationCreated,
+        Action::InvitationAccepted,
+        Action::ThreadCreated,
+        Action::ThreadMemberAdded,
+        Action::ThreadMemberRemoved,
+        Action::FileUploaded,
+        Action::FileMetadataViewed,
+        Action::FileDownloaded,
+        Action::FileDeleted,
+        Action::FileUpdated,
+        Action::FileAccessDenied,
+        Action::FileIntegrityFailed,
+        Action::KeyRotated,
+        Action::AuditReportExported,
+        Action::AuditVerified,
+    ];
+
+    /// Parses the stored form; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Action> {
+        Action::ALL.iter().copied().find(|a| a.as_str() == s)
+    }
+
+    /// File access (upload, view, download, delete, refusals): the `file-access` report.
+    pub fn is_file_access(self) -> bool {
+        self.as_str().starts_with("file_")
+    }
 }
 
 /// Whether the attempt went through.
@@ -115,6 +175,13 @@ impl Outcome {
             Outcome::Failure => "failure",
             Outcome::Denied => "denied",
         }
+    }
+
+    /// Parses the stored form; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Outcome> {
+        [Outcome::Success, Outcome::Failure, Outcome::Denied]
+            .into_iter()
+            .find(|o| o.as_str() == s)
     }
 }
 
@@ -332,75 +399,330 @@ fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-/// The first entry at which the chain breaks, if any.
+/// The `prev_hash` of the first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Every column of an entry, in [`EntryRow`] order.
+const ENTRY_COLUMNS: &str = "seq, id, at_ms, region_id, actor_user_id, actor_org_id, ip, \
+     user_agent, action, target_kind, target_id, group_id, file_id, outcome, request_id, \
+     detail, prev_hash, hash";
+
+/// Entries read per query while verifying: memory stays flat however long the chain.
+const VERIFY_PAGE: i64 = 1000;
+
+/// How far from its position a renumbered entry is looked for (telling "removed" from
+/// "modified" when an entry's own hash no longer matches).
+const RENUMBER_WINDOW: i64 = 1000;
+
+/// The first entry at which the chain breaks, if any: the first entry that was
+/// modified, removed, inserted or reordered, as far as the evidence tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainBreak {
     pub seq: i64,
-    pub reason: &'static str,
+    pub reason: ProblemReason,
+    /// A sentence for people (positions and hashes only, never names).
+    pub detail: String,
 }
 
-/// Re-hashes the whole chain in `seq` order. Reads in pages so memory stays flat.
+impl ChainBreak {
+    fn new(seq: i64, reason: ProblemReason, detail: impl Into<String>) -> Self {
+        ChainBreak {
+            seq,
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The outcome of a full verification: chain and signed checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Entries verified before the first problem (all of them when intact).
+    pub checked: i64,
+    /// Checkpoints whose signature and hash verified.
+    pub checkpoints: i64,
+    pub first_problem: Option<ChainBreak>,
+}
+
+impl VerifyReport {
+    pub fn intact(&self) -> bool {
+        self.first_problem.is_none()
+    }
+}
+
+/// Re-hashes the whole chain in `seq` order and checks it against the chain head.
+/// Reads in pages so memory stays flat. Does not look at checkpoints: see
+/// [`verify_report`].
 pub async fn verify(conn: &mut Conn) -> Result<(i64, Option<ChainBreak>)> {
-    let mut expected_prev = "0".repeat(64);
+    let (head_seq, head_hash): (i64, String) =
+        sqlx::query_as("SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?;
+    let mut expected_prev = GENESIS_HASH.to_owned();
     let mut expected_seq = 1_i64;
     let mut checked = 0_i64;
+    // Start below 1: a forged row at seq 0 or below is an insertion too.
+    let mut after = i64::MIN;
     loop {
-        let page: Vec<EntryRow> = sqlx::query_as(
-            "SELECT seq, id, at_ms, region_id, actor_user_id, actor_org_id, ip, user_agent, \
-             action, target_kind, target_id, group_id, file_id, outcome, request_id, detail, \
-             prev_hash, hash FROM audit_events WHERE seq >= $1 ORDER BY seq LIMIT 1000",
-        )
-        .bind(expected_seq)
+        let page: Vec<EntryRow> = sqlx::query_as(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(after)
+        .bind(VERIFY_PAGE)
         .fetch_all(&mut *conn)
         .await?;
         if page.is_empty() {
             break;
         }
         for row in page {
-            if row.seq != expected_seq {
-                return Ok((
-                    checked,
-                    Some(ChainBreak {
-                        seq: expected_seq,
-                        reason: "missing",
-                    }),
-                ));
+            if let Some(problem) =
+                check_entry(conn, &row, expected_seq, &expected_prev, head_seq).await?
+            {
+                // The problem may lie before this row (an insertion, a rewritten
+                // predecessor): only the entries before it count as checked.
+                return Ok((checked.min(problem.seq - 1).max(0), Some(problem)));
             }
-            if row.prev_hash != expected_prev {
-                return Ok((
-                    checked,
-                    Some(ChainBreak {
-                        seq: row.seq,
-                        reason: "broken_link",
-                    }),
-                ));
-            }
-            if row.compute_hash() != row.hash {
-                return Ok((
-                    checked,
-                    Some(ChainBreak {
-                        seq: row.seq,
-                        reason: "modified",
-                    }),
-                ));
-            }
+            after = row.seq;
             expected_prev = row.hash;
             expected_seq += 1;
             checked += 1;
         }
     }
-    let (last_seq, last_hash): (i64, String) =
-        sqlx::query_as("SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1")
-            .fetch_one(&mut *conn)
-            .await?;
-    if last_seq != checked || last_hash != expected_prev {
+    if head_seq > checked {
         return Ok((
             checked,
-            Some(ChainBreak {
-                seq: checked + 1,
-                reason: "truncated",
-            }),
+            Some(ChainBreak::new(
+                checked + 1,
+                ProblemReason::Truncated,
+                format!(
+                    "the chain ends at seq {checked} but the server wrote up to seq {head_seq}: \
+                     the entries after {checked} were removed"
+                ),
+            )),
+        ));
+    }
+    if checked > 0 && head_hash != expected_prev {
+        return Ok((
+            checked - 1,
+            Some(ChainBreak::new(
+                checked,
+                ProblemReason::Modified,
+                "the last entry is not the one the server wrote (its hash differs from the chain head)",
+            )),
         ));
     }
     Ok((checked, None))
+}
+
+/// Checks one entry against its expected position and predecessor; on a mismatch,
+/// works out what most likely happened (this runs once, on the failure path only).
+async fn check_entry(
+    conn: &mut Conn,
+    row: &EntryRow,
+    expected_seq: i64,
+    expected_prev: &str,
+    head_seq: i64,
+) -> Result<Option<ChainBreak>> {
+    let e = expected_seq;
+    if row.seq < e {
+        return Ok(Some(ChainBreak::new(
+            row.seq,
+            ProblemReason::Inserted,
+            format!(
+                "an entry at seq {} lies before the start of the chain",
+                row.seq
+            ),
+        )));
+    }
+    if row.seq > e {
+        return Ok(Some(if e > head_seq {
+            ChainBreak::new(
+                row.seq,
+                ProblemReason::Inserted,
+                format!(
+                    "seq {} lies beyond seq {head_seq}, the last entry the server wrote",
+                    row.seq
+                ),
+            )
+        } else {
+            ChainBreak::new(
+                e,
+                ProblemReason::Missing,
+                format!("entries {e} to {} are missing", row.seq - 1),
+            )
+        }));
+    }
+    if e > head_seq {
+        return Ok(Some(ChainBreak::new(
+            e,
+            ProblemReason::Inserted,
+            format!("seq {e} lies beyond seq {head_seq}, the last entry the server wrote"),
+        )));
+    }
+    let self_consistent = row.compute_hash() == row.hash;
+    if row.prev_hash == expected_prev {
+        return Ok((!self_consistent).then(|| {
+            ChainBreak::new(
+                e,
+                ProblemReason::Modified,
+                format!("entry {e} no longer matches its hash"),
+            )
+        }));
+    }
+    // The link is broken. Where does this entry's prev_hash point?
+    let linked: Option<(i64,)> =
+        sqlx::query_as("SELECT seq FROM audit_events WHERE hash = $1 ORDER BY seq LIMIT 1")
+            .bind(&row.prev_hash)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match linked {
+        Some((j,)) if j >= e => {
+            return Ok(Some(ChainBreak::new(
+                e,
+                ProblemReason::Reordered,
+                format!("entry {e} follows entry {j}, which now comes after it"),
+            )))
+        }
+        Some((j,)) if j < e - 1 => {
+            return Ok(Some(ChainBreak::new(
+                j + 1,
+                ProblemReason::Inserted,
+                format!(
+                    "entry {e} follows entry {j}: the entries from {} to {} were inserted",
+                    j + 1,
+                    e - 1
+                ),
+            )))
+        }
+        Some(_) => {
+            return Ok(Some(ChainBreak::new(
+                e,
+                ProblemReason::BrokenLink,
+                format!("entry {e} does not link to its predecessor"),
+            )))
+        }
+        None => {}
+    }
+    // Does another entry follow this entry's expected predecessor? Then this one is an
+    // interloper.
+    let follower: Option<(i64,)> = sqlx::query_as(
+        "SELECT seq FROM audit_events WHERE prev_hash = $1 AND seq <> $2 ORDER BY seq LIMIT 1",
+    )
+    .bind(expected_prev)
+    .bind(e)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((s,)) = follower {
+        if s > e {
+            return Ok(Some(ChainBreak::new(
+                e,
+                ProblemReason::Inserted,
+                format!(
+                    "entry {s} follows entry {}: the entries from {e} to {} were inserted",
+                    e - 1,
+                    s - 1
+                ),
+            )));
+        }
+    }
+    if self_consistent {
+        // This entry is as written; its predecessor was rewritten (hash recomputed).
+        return Ok(Some(if e > 1 {
+            ChainBreak::new(
+                e - 1,
+                ProblemReason::Modified,
+                format!(
+                    "entry {} is not the one entry {e} was chained to (rewritten with a new hash)",
+                    e - 1
+                ),
+            )
+        } else {
+            ChainBreak::new(
+                e,
+                ProblemReason::BrokenLink,
+                "the first entry does not start the chain",
+            )
+        }));
+    }
+    if let Some(original) = original_seq(row) {
+        if original > e {
+            return Ok(Some(ChainBreak::new(
+                e,
+                ProblemReason::Missing,
+                format!(
+                    "entry {e} was renumbered from seq {original}: {} entries before it were removed",
+                    original - e
+                ),
+            )));
+        }
+        if original < e {
+            return Ok(Some(ChainBreak::new(
+                e,
+                ProblemReason::Reordered,
+                format!("entry {e} was renumbered from seq {original}"),
+            )));
+        }
+    }
+    Ok(Some(ChainBreak::new(
+        e,
+        ProblemReason::Modified,
+        format!("entry {e} no longer matches its hash"),
+    )))
+}
+
+/// The seq at which `row` (with everything else unchanged) hashes to its stored hash,
+/// searched near its current position: the position it was moved from.
+fn original_seq(row: &EntryRow) -> Option<i64> {
+    let mut probe = row.clone();
+    (1..=RENUMBER_WINDOW)
+        .flat_map(|d| [row.seq + d, row.seq - d])
+        .filter(|s| *s >= 1)
+        .find(|s| {
+            probe.seq = *s;
+            probe.compute_hash() == row.hash
+        })
+}
+
+/// Verifies the chain and every signed checkpoint, and reports the first problem (the
+/// lowest seq) of either.
+pub async fn verify_report(
+    conn: &mut Conn,
+    verifier: &checkpoint::CheckpointVerifier,
+) -> Result<VerifyReport> {
+    let (checked, chain_break) = verify(conn).await?;
+    let (checkpoints, checkpoint_break) =
+        checkpoint::verify_checkpoints(conn, verifier, checked, chain_break.as_ref()).await?;
+    let first_problem = match (chain_break, checkpoint_break) {
+        (Some(a), Some(b)) => Some(if b.seq < a.seq { b } else { a }),
+        (a, b) => a.or(b),
+    };
+    let checked = match &first_problem {
+        Some(p) => checked.min(p.seq - 1).max(0),
+        None => checked,
+    };
+    Ok(VerifyReport {
+        checked,
+        checkpoints,
+        first_problem,
+    })
+}
+
+/// [`verify_report`] over one consistent snapshot of the database, so that entries
+/// appended while it runs are neither half-seen nor mistaken for insertions. Does not
+/// block writers.
+pub async fn verify_store(
+    store: &Store,
+    verifier: &checkpoint::CheckpointVerifier,
+) -> Result<VerifyReport> {
+    let mut conn = store.conn().await?;
+    // A read-only snapshot: on SQLite (WAL) a deferred transaction reads one snapshot
+    // from its first read on; PostgreSQL needs REPEATABLE READ for the same.
+    let begin = match store.backend() {
+        Backend::Sqlite => "BEGIN",
+        Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+    };
+    let mut tx = (*conn).begin_with(begin).await?;
+    let report = verify_report(&mut tx, verifier).await?;
+    tx.rollback().await?;
+    Ok(report)
 }

@@ -24,6 +24,7 @@ use crate::store::{flag, sessions, Conn};
 const PASSWORD_MIN_LENGTH: std::ops::RangeInclusive<u32> = 8..=128;
 const ACCESS_TTL: std::ops::RangeInclusive<u64> = 60..=3600;
 const REFRESH_TTL: std::ops::RangeInclusive<u64> = 3600..=90 * 24 * 3600;
+const FILE_BYTES: std::ops::RangeInclusive<u64> = 1..=16 * 1024 * 1024 * 1024;
 
 /// A new user as both the API and the operator's shell create them.
 pub(super) struct NewUser<'a> {
@@ -500,6 +501,25 @@ impl Domain {
             in_range("refresh_token_ttl_secs", v, &REFRESH_TTL)?;
             row.refresh_token_ttl_secs = v as i64;
         }
+        if let Some(v) = req.max_file_bytes {
+            in_range("max_file_bytes", v, &FILE_BYTES)?;
+            row.max_file_bytes = v as i64;
+        }
+        if let Some(kinds) = &req.allowed_file_kinds {
+            let mut kinds = kinds.clone();
+            kinds.sort();
+            kinds.dedup();
+            if kinds.is_empty()
+                || kinds
+                    .iter()
+                    .any(|k| tsunagu_protocol::files::FileKind::parse(k).is_none())
+            {
+                return Err(DomainError::Invalid(
+                    "allowed_file_kinds must list kinds among image, pdf, word, excel, powerpoint, text, other".into(),
+                ));
+            }
+            row.allowed_file_kinds = Some(serde_json::to_string(&kinds).unwrap_or_default());
+        }
         row.updated_at = now_ms();
         regions::update_policy(&mut tx, &row).await?;
         let after = convert::policy(&row);
@@ -542,6 +562,8 @@ fn policy_json(p: &Policy) -> serde_json::Value {
         "password_min_length": p.password_min_length,
         "access_token_ttl_secs": p.access_token_ttl_secs,
         "refresh_token_ttl_secs": p.refresh_token_ttl_secs,
+        "max_file_bytes": p.max_file_bytes,
+        "allowed_file_kinds": p.allowed_file_kinds,
     })
 }
 

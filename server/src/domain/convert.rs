@@ -64,5 +64,10 @@ pub(super) fn policy(row: &RegionRow) -> Policy {
         password_min_length: row.password_min_length.clamp(0, u32::MAX as i64) as u32,
         access_token_ttl_secs: row.access_token_ttl_secs.max(0) as u64,
         refresh_token_ttl_secs: row.refresh_token_ttl_secs.max(0) as u64,
+        max_file_bytes: row.max_file_bytes.max(0) as u64,
+        allowed_file_kinds: row
+            .allowed_file_kinds
+            .as_deref()
+            .and_then(|k| serde_json::from_str(k).ok()),
     }
 }

@@ -30,6 +30,14 @@ pub enum DomainError {
     PasswordChangeRequired,
     #[error("the region requires a second factor: enrol TOTP first")]
     MfaEnrollmentRequired,
+    #[error("the file is larger than the region allows ({0} bytes)")]
+    TooLarge(u64),
+    #[error("files of kind {0} are not allowed in this region")]
+    UnsupportedKind(&'static str),
+    #[error("the requested range is outside the file ({0} bytes)")]
+    RangeNotSatisfiable(u64),
+    #[error("stored data failed its integrity check")]
+    Integrity,
     #[error("too many attempts")]
     Throttled { retry_after_secs: u64 },
     /// A failure the caller cannot fix; the cause is logged, never sent.

@@ -37,8 +37,13 @@ fn check_patient(p: &PatientProfile) -> Result<PatientProfile> {
             .transpose()
     };
     if let Some(date) = &p.birth_date {
-        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .map_err(|_| DomainError::Invalid("patient.birth_date must be YYYY-MM-DD".into()))?;
+        // Exactly YYYY-MM-DD: chrono alone would take "38-04-01" as the year 38.
+        let parsed = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok();
+        if parsed.map(|d| d.format("%Y-%m-%d").to_string()).as_deref() != Some(date.as_str()) {
+            return Err(DomainError::Invalid(
+                "patient.birth_date must be YYYY-MM-DD".into(),
+            ));
+        }
     }
     Ok(PatientProfile {
         name: validate::name("patient.name", &p.name, 100)?,
@@ -327,9 +332,9 @@ impl Domain {
             .await?
             .filter(|u| u.active != 0)
             .ok_or(DomainError::NotFound("user"))?;
-        let patient_side = req
-            .patient_side
-            .unwrap_or_else(|| is_patient_side_profession(&target.profession));
+        // Patients and family are always patient-side, whatever the request says.
+        let patient_side =
+            is_patient_side_profession(&target.profession) || req.patient_side.unwrap_or(false);
         if patient_side && role != MemberRole::Member {
             return Err(DomainError::Invalid(
                 "patient-side members cannot manage the group".into(),
@@ -502,6 +507,9 @@ impl Domain {
         .await?;
         tx.commit().await?;
         let region = gm.group.region_id.clone();
+        // Cut the removed user's live access first; the frames below name them
+        // explicitly, so they still learn of their removal.
+        self.access_changed(&region, &target.user_id);
         if let Ok(u) = target.user_id.parse::<UserId>() {
             for t in &private {
                 if let Ok(tid) = t.parse() {
@@ -533,7 +541,6 @@ impl Domain {
                 }),
             );
         }
-        self.access_changed(&region, &target.user_id);
         Ok(())
     }
 
@@ -630,10 +637,8 @@ impl Domain {
         {
             return Err(DomainError::Conflict("already a member".into()));
         }
-        let patient_side = inv
-            .patient_side
-            .map(|p| p != 0)
-            .unwrap_or_else(|| is_patient_side_profession(&me.profession));
+        let patient_side =
+            is_patient_side_profession(&me.profession) || inv.patient_side.is_some_and(|p| p != 0);
         let group_id: GroupId = convert::id(&group.0)?;
         let status = if inv.requires_approval != 0 {
             invitations::add_join_request(
@@ -717,18 +722,17 @@ impl Domain {
                 .await?
                 .ok_or(DomainError::NotFound("join request"))?;
         if approve {
-            let active = users::get_in_region(&mut tx, &gm.group.region_id, &user_id.to_string())
+            let user = users::get_in_region(&mut tx, &gm.group.region_id, &user_id.to_string())
                 .await?
-                .is_some_and(|u| u.active != 0);
-            if !active {
-                return Err(DomainError::NotFound("user"));
-            }
+                .filter(|u| u.active != 0)
+                .ok_or(DomainError::NotFound("user"))?;
+            let patient_side = patient_side != 0 || is_patient_side_profession(&user.profession);
             self.insert_member(
                 &mut tx,
                 &gm,
-                &user_id.to_string(),
+                &user.id,
                 MemberRole::Member,
-                patient_side != 0,
+                patient_side,
                 meta,
             )
             .await?;

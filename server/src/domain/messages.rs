@@ -110,9 +110,8 @@ impl Domain {
     ) -> Result<(Message, bool)> {
         check_client_msg_id(&req.client_msg_id)?;
         let body = validate::text("body", &req.body, self.settings().max_message_chars)?;
-        if !req.attachments.is_empty() {
-            // Files arrive with the file store; until then no file id can be valid.
-            return Err(DomainError::Invalid("unknown attachment".into()));
+        if req.attachments.len() > 20 {
+            return Err(DomainError::Invalid("at most 20 attachments".into()));
         }
         if req.mentions.len() > 100 {
             return Err(DomainError::Invalid("too many mentions".into()));
@@ -156,6 +155,18 @@ impl Domain {
                 ));
             }
         }
+        let mut attachments = req.attachments.clone();
+        attachments.sort();
+        attachments.dedup();
+        // Attachments must be live files uploaded into this very thread: a file of a
+        // 内緒話 can never be attached to the main timeline.
+        if messages::attachment_files_in_thread(&mut tx, &reader.thread.id, &attachments).await?
+            != attachments.len()
+        {
+            return Err(DomainError::Invalid(
+                "attachments must be files uploaded to this thread".into(),
+            ));
+        }
         let seq = threads::next_seq(&mut tx, &reader.thread.id).await?;
         let row = MessageRow {
             id: MessageId::new().to_string(),
@@ -166,7 +177,7 @@ impl Domain {
             body,
             reply_to: req.reply_to.map(|r| r.to_string()),
             mentions: serde_json::to_string(&mentions).unwrap_or_else(|_| "[]".into()),
-            attachments: "[]".into(),
+            attachments: serde_json::to_string(&attachments).unwrap_or_else(|_| "[]".into()),
             created_at: now_ms(),
             edited_at: None,
             deleted_at: None,

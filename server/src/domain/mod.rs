@@ -4,9 +4,11 @@
 
 pub mod access;
 pub mod admin;
+pub mod audit_reports;
 pub mod auth;
 mod convert;
 pub mod error;
+pub mod files;
 pub mod groups;
 pub mod messages;
 pub mod operator;
@@ -50,6 +52,7 @@ struct Inner {
     throttle: Throttle,
     settings: DomainSettings,
     bus: Arc<dyn Bus>,
+    files: files::FileServices,
     /// A real argon2 hash of a random password, verified against when the login id is
     /// unknown so that both cases cost the same time.
     dummy_hash: OnceCell<String>,
@@ -62,6 +65,7 @@ impl Domain {
         throttle: Throttle,
         settings: DomainSettings,
         bus: Arc<dyn Bus>,
+        files: files::FileServices,
     ) -> Self {
         Domain {
             inner: Arc::new(Inner {
@@ -70,6 +74,7 @@ impl Domain {
                 throttle,
                 settings,
                 bus,
+                files,
                 dummy_hash: OnceCell::new(),
             }),
         }

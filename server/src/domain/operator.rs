@@ -116,6 +116,8 @@ impl Domain {
             refresh_token_ttl_secs: 14 * 24 * 3600,
             created_at: now,
             updated_at: now,
+            max_file_bytes: 512 * 1024 * 1024,
+            allowed_file_kinds: None,
         };
         let mut tx = self.store().begin().await?;
         regions::insert(&mut tx, &row).await.map_err(|e| match e {

@@ -276,6 +276,7 @@ impl Domain {
         tx.commit().await?;
         let region = member.session().region_id().to_string();
         let group_id = convert::id(&reader.thread.group_id)?;
+        self.access_changed(&region, &uid);
         self.publish(
             &region,
             Audience {
@@ -289,7 +290,6 @@ impl Domain {
                 user_id,
             }),
         );
-        self.access_changed(&region, &uid);
         Ok(())
     }
 }

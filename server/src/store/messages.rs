@@ -195,3 +195,50 @@ pub async fn reactions_in_range(
     .fetch_all(conn)
     .await?)
 }
+
+/// Messages whose text matches `pattern` (an escaped LIKE pattern) in every thread
+/// `user_id` can see in `region_id` — the same rule as `threads::access`.
+pub async fn search(
+    conn: &mut Conn,
+    region_id: &str,
+    user_id: &str,
+    pattern: &str,
+    limit: i64,
+) -> Result<Vec<MessageRow>> {
+    Ok(sqlx::query_as(
+        "SELECT m.id, m.thread_id, m.seq, m.author_id, m.client_msg_id, m.body, m.reply_to, m.mentions, \
+         m.attachments, m.created_at, m.edited_at, m.deleted_at \
+         FROM messages m JOIN threads t ON t.id = m.thread_id JOIN groups g ON g.id = t.group_id \
+         JOIN group_members gm ON gm.group_id = g.id AND gm.user_id = $2 \
+         WHERE g.region_id = $1 AND m.deleted_at IS NULL AND m.body LIKE $3 ESCAPE '\\' \
+         AND (t.kind = 'main' OR EXISTS \
+              (SELECT 1 FROM thread_members tm WHERE tm.thread_id = t.id AND tm.user_id = $2)) \
+         ORDER BY m.created_at DESC, m.id DESC LIMIT $4",
+    )
+    .bind(region_id)
+    .bind(user_id)
+    .bind(pattern)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Attaches uploaded files to a message (ids already checked by the caller).
+pub async fn attachment_files_in_thread(
+    conn: &mut Conn,
+    thread_id: &str,
+    ids: &[String],
+) -> Result<usize> {
+    let mut found = 0;
+    for id in ids {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT id FROM files WHERE id = $1 AND thread_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(thread_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        found += usize::from(row.is_some());
+    }
+    Ok(found)
+}

@@ -2,6 +2,7 @@
 //! through `sqlx::Any`, `$n` placeholders, portable SQL); what really differs between
 //! the two — connection set-up and migrations — lives here and nowhere else.
 
+pub mod files;
 pub mod groups;
 pub mod invitations;
 pub mod messages;

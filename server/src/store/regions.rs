@@ -15,16 +15,19 @@ pub struct RegionRow {
     pub refresh_token_ttl_secs: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    pub max_file_bytes: i64,
+    /// JSON array of allowed file kinds; `None` allows every kind.
+    pub allowed_file_kinds: Option<String>,
 }
 
 const COLUMNS: &str = "id, slug, name, mfa_required, password_min_length, access_token_ttl_secs, \
-                       refresh_token_ttl_secs, created_at, updated_at";
+                       refresh_token_ttl_secs, created_at, updated_at, max_file_bytes, allowed_file_kinds";
 
 pub async fn insert(conn: &mut Conn, row: &RegionRow) -> Result<()> {
     sqlx::query(
         "INSERT INTO regions (id, slug, name, mfa_required, password_min_length, \
-         access_token_ttl_secs, refresh_token_ttl_secs, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         access_token_ttl_secs, refresh_token_ttl_secs, created_at, updated_at, max_file_bytes, \
+         allowed_file_kinds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&row.id)
     .bind(&row.slug)
@@ -35,6 +38,8 @@ pub async fn insert(conn: &mut Conn, row: &RegionRow) -> Result<()> {
     .bind(row.refresh_token_ttl_secs)
     .bind(row.created_at)
     .bind(row.updated_at)
+    .bind(row.max_file_bytes)
+    .bind(&row.allowed_file_kinds)
     .execute(conn)
     .await?;
     Ok(())
@@ -68,7 +73,8 @@ pub async fn count(conn: &mut Conn) -> Result<i64> {
 pub async fn update_policy(conn: &mut Conn, row: &RegionRow) -> Result<()> {
     sqlx::query(
         "UPDATE regions SET mfa_required = $2, password_min_length = $3, \
-         access_token_ttl_secs = $4, refresh_token_ttl_secs = $5, updated_at = $6 WHERE id = $1",
+         access_token_ttl_secs = $4, refresh_token_ttl_secs = $5, updated_at = $6, \
+         max_file_bytes = $7, allowed_file_kinds = $8 WHERE id = $1",
     )
     .bind(&row.id)
     .bind(row.mfa_required)
@@ -76,6 +82,8 @@ pub async fn update_policy(conn: &mut Conn, row: &RegionRow) -> Result<()> {
     .bind(row.access_token_ttl_secs)
     .bind(row.refresh_token_ttl_secs)
     .bind(row.updated_at)
+    .bind(row.max_file_bytes)
+    .bind(&row.allowed_file_kinds)
     .execute(conn)
     .await?;
     Ok(())

@@ -23,7 +23,36 @@ both_backends!(
     a_retried_post_over_the_socket_returns_the_original_message,
     hostile_frames_get_error_answers_and_other_clients_keep_being_served,
     edits_deletes_reactions_receipts_and_typing_reach_the_members,
+    messages_posted_between_ready_and_resume_arrive_once_and_in_order,
 );
+
+async fn messages_posted_between_ready_and_resume_arrive_once_and_in_order(app: TestApp) {
+    let (group, owner, members) = group_with_members(&app, 1).await;
+    let thread = group.main_thread_id;
+    for i in 0..3 {
+        owner.post_text(thread, &format!("old {i}")).await.unwrap();
+    }
+    // Connected, but the resume has not been sent yet when new messages arrive.
+    let mut ws = WsClient::connect_quiet(&app, &token(&members[0])).await;
+    for i in 0..3 {
+        owner.post_text(thread, &format!("new {i}")).await.unwrap();
+    }
+    ws.send(json!({ "type": "resume", "threads": { thread.to_string(): 1 } }))
+        .await;
+    owner.post_text(thread, "after resume").await.unwrap();
+    let seqs = collect_seqs(&mut ws, thread, 6).await;
+    assert_eq!(seqs, vec![2, 3, 4, 5, 6, 7], "each once, in order");
+    // A claim beyond what exists is capped: nothing later is swallowed.
+    let mut ws2 = WsClient::connect_quiet(&app, &token(&members[0])).await;
+    ws2.send(json!({ "type": "resume", "threads": { thread.to_string(): 1000 } }))
+        .await;
+    match ws2.frame().await {
+        ServerFrame::Resumed { threads } => assert_eq!(threads.get(&thread), Some(&7)),
+        other => panic!("{other:?}"),
+    }
+    owner.post_text(thread, "still delivered").await.unwrap();
+    assert_eq!(collect_seqs(&mut ws2, thread, 1).await, vec![8]);
+}
 
 /// A patient group owned by a new nurse, with `n` more members; all signed in.
 async fn group_with_members(app: &TestApp, n: usize) -> (Group, Client, Vec<Client>) {
@@ -180,7 +209,7 @@ async fn a_reconnecting_client_resumes_with_exactly_the_missed_messages(app: Tes
     assert_eq!(collect_seqs(&mut ws, thread, 1).await, vec![36]);
 
     // Resuming an invisible or unknown thread is ignored, indistinguishably.
-    let mut ws2 = WsClient::connect(&app, &token(reader)).await;
+    let mut ws2 = WsClient::connect_quiet(&app, &token(reader)).await;
     ws2.send(json!({ "type": "resume", "threads": { ThreadId::new().to_string(): 0 } }))
         .await;
     match ws2.frame().await {
@@ -448,7 +477,7 @@ async fn a_slow_consumer_is_told_to_resync_and_closed_while_others_keep_receivin
         .iter()
         .filter(|f| matches!(f, ServerFrame::MessageCreated { .. }))
         .count();
-    assert_eq!(replayed, count - delivered as usize);
+    assert_eq!(replayed, count - delivered);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,8 +17,9 @@ pub struct WsClient {
     pub stream: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
 }
 
-/// What came off the socket.
+/// What came off the socket. (Test-only and short-lived: its size does not matter.)
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Received {
     Frame(ServerFrame),
     Closed(Option<u16>),
@@ -34,8 +35,20 @@ impl WsClient {
         WsClient { stream }
     }
 
-    /// Connects and authenticates; panics unless the server answers `ready`.
+    /// Connects and authenticates; panics unless the server answers `ready`. Like a
+    /// real client it then speaks at once (an empty `resume`), which ends the server's
+    /// short hold on live messages.
     pub async fn connect(app: &TestApp, token: &str) -> WsClient {
+        let mut c = Self::connect_quiet(app, token).await;
+        c.send(json!({ "type": "resume", "threads": {} })).await;
+        match c.next().await {
+            Received::Frame(ServerFrame::Resumed { .. }) => c,
+            other => panic!("expected resumed, got {other:?}"),
+        }
+    }
+
+    /// Connects and authenticates, then says nothing.
+    pub async fn connect_quiet(app: &TestApp, token: &str) -> WsClient {
         let mut c = Self::raw(app).await;
         c.send(json!({ "type": "auth", "token": token })).await;
         match c.next().await {

@@ -1,0 +1,771 @@
+//! The live session and the messaging commands of the CLI against a real server started
+//! in-process: delivery in order, exactly once across lost connections, and the `post`,
+//! `groups`, `threads` and `tail` commands.
+//!
+//! Timeouts here are guards against hangs only; nothing waits for time to pass.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tsunagu_client::live::{Backoff, LiveEvent, Session};
+use tsunagu_client::protocol::accounts::{CreateUser, Profession, UserRole};
+use tsunagu_client::protocol::ids::{GroupId, ThreadId, UserId};
+use tsunagu_client::protocol::messaging::{
+    AddMember, CreateGroup, GroupKind, Message, PostMessage,
+};
+use tsunagu_client::protocol::ErrorCode;
+use tsunagu_client::{Client, Error};
+use tsunagu_server::app::Application;
+use tsunagu_server::config::Config;
+
+const ADMIN_PASSWORD: &str = "live test admin password";
+const USER_PASSWORD: &str = "a long enough password";
+/// Generous bound for "this should arrive": only a hang trips it.
+const ARRIVAL: Duration = Duration::from_secs(30);
+
+struct Server {
+    base: String,
+    addr: SocketAddr,
+    admin: Client,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    config.bootstrap.admin_password = Some(SecretString::from(ADMIN_PASSWORD));
+    // Every test signs in several users from one address.
+    config.auth.account_burst = 20;
+    config.auth.ip_burst = 200;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = Application::build_with_listener(&config, listener)
+        .await
+        .unwrap();
+    let addr = app.local_addr();
+    let base = format!("http://{addr}");
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let admin = Client::new(&base).unwrap();
+    admin.login("admin", ADMIN_PASSWORD, None).await.unwrap();
+    Server {
+        base,
+        addr,
+        admin,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    /// A nurse who can sign in with [`USER_PASSWORD`] without changing it, signed in.
+    async fn nurse(&self, login: &str) -> (UserId, Client) {
+        let user = self
+            .admin
+            .create_user(&CreateUser {
+                login: login.into(),
+                display_name: format!("看護師 {login}"),
+                display_name_kana: None,
+                password: USER_PASSWORD.into(),
+                profession: Profession::Nurse,
+                organization_id: None,
+                role: Some(UserRole::User),
+                must_change_password: Some(false),
+            })
+            .await
+            .unwrap();
+        let client = Client::new(&self.base).unwrap();
+        client.login(login, USER_PASSWORD, None).await.unwrap();
+        (user.id, client)
+    }
+
+    /// Nurse A owns a free group that nurse B is a member of.
+    async fn two_nurses_in_a_group(&self) -> (Client, Client, GroupId, ThreadId) {
+        let (_, a) = self.nurse("nurse.a").await;
+        let (b_id, b) = self.nurse("nurse.b").await;
+        let group = a
+            .create_group(&CreateGroup {
+                kind: GroupKind::Free,
+                name: "訪問看護 連絡".into(),
+                description: None,
+                patient: None,
+            })
+            .await
+            .unwrap();
+        a.add_member(
+            group.id,
+            &AddMember {
+                user_id: b_id,
+                role: None,
+                patient_side: None,
+            },
+        )
+        .await
+        .unwrap();
+        (a, b, group.id, group.main_thread_id)
+    }
+}
+
+/// Backoff for tests: quick, still exponential and jittered.
+fn quick() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+        ..Backoff::default()
+    }
+}
+
+async fn next(session: &mut Session) -> LiveEvent {
+    tokio::time::timeout(ARRIVAL, session.next_event())
+        .await
+        .expect("an event within the bound")
+        .expect("the session is alive")
+}
+
+/// Messages of `thread` received until one with body `last`; panics on a duplicate
+/// `seq` or a message out of order. Other events are returned separately.
+async fn messages_until(
+    session: &mut Session,
+    thread: ThreadId,
+    last: &str,
+) -> (Vec<Message>, Vec<LiveEvent>) {
+    let mut messages: Vec<Message> = Vec::new();
+    let mut others = Vec::new();
+    loop {
+        match next(session).await {
+            LiveEvent::Message(m) if m.thread_id == thread => {
+                if let Some(prev) = messages.last() {
+                    assert_eq!(m.seq, prev.seq + 1, "in order, no gap, no duplicate");
+                }
+                let done = m.body == last;
+                messages.push(m);
+                if done {
+                    return (messages, others);
+                }
+            }
+            other => others.push(other),
+        }
+    }
+}
+
+fn bodies(messages: &[Message]) -> Vec<&str> {
+    messages.iter().map(|m| m.body.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_session_receives_another_users_posts_in_order() {
+    let server = start_server().await;
+    let (a, b, _, main) = server.two_nurses_in_a_group().await;
+    let mut live = b.live().connect().await.unwrap();
+
+    let sent: Vec<String> = (1..=10).map(|i| format!("申し送り {i}")).collect();
+    for body in &sent {
+        a.post_text(main, body).await.unwrap();
+    }
+    let (received, _) = messages_until(&mut live, main, "申し送り 10").await;
+    assert_eq!(bodies(&received), sent);
+    assert_eq!(
+        received.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=10).collect::<Vec<_>>()
+    );
+    assert_eq!(live.last_seqs()[&main], 10);
+
+    // Posting over a session: the ack is the stored message, and a retry with the same
+    // client_msg_id answers with the original instead of posting twice.
+    let a_live = a
+        .live()
+        .follow_all(false)
+        .follow(main, 10)
+        .connect()
+        .await
+        .unwrap();
+    let req = PostMessage {
+        body: "ソケットから".into(),
+        client_msg_id: "retry-me-1".into(),
+        reply_to: None,
+        mentions: Vec::new(),
+        attachments: Vec::new(),
+    };
+    let first = a_live.post_message(main, &req).await.unwrap();
+    assert_eq!(
+        (first.seq, first.client_msg_id.as_str()),
+        (11, "retry-me-1")
+    );
+    let again = a_live.post_message(main, &req).await.unwrap();
+    assert_eq!(again.id, first.id);
+    let (received, _) = messages_until(&mut live, main, "ソケットから").await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].id, first.id);
+
+    // A refused post fails with the server's code and the session carries on.
+    let refused = a_live.post(ThreadId::new(), "nowhere").await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::NotFound), "{refused}");
+    a_live.post(main, "still fine").await.unwrap();
+    let (received, _) = messages_until(&mut live, main, "still fine").await;
+    assert_eq!(
+        received.len(),
+        1,
+        "the retried post was not delivered twice"
+    );
+    a_live.close().await.unwrap();
+    live.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_stops_reading_loses_nothing() {
+    let server = start_server().await;
+    let (a, b, _, main) = server.two_nurses_in_a_group().await;
+    // Room for a handful of events only: the rest is turned away and fetched again by
+    // resuming once the caller reads.
+    let mut live = b.live().buffer(2).backoff(quick()).connect().await.unwrap();
+    for i in 1..=20 {
+        a.post_text(main, &format!("burst {i}")).await.unwrap();
+    }
+    let (received, _) = messages_until(&mut live, main, "burst 20").await;
+    assert_eq!(
+        received.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=20).collect::<Vec<_>>()
+    );
+}
+
+/// A TCP proxy the test can cut, as a network failure would: established connections
+/// are dropped without a close handshake and new ones are refused until restored.
+struct Proxy {
+    addr: SocketAddr,
+    state: Arc<Mutex<ProxyState>>,
+}
+
+struct ProxyState {
+    up: bool,
+    links: Vec<tokio::task::AbortHandle>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(ProxyState {
+            up: true,
+            links: Vec::new(),
+        }));
+        let shared = state.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let mut state = shared.lock().unwrap();
+                if !state.up {
+                    continue; // dropped: the client sees the connection close at once
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                state.links.push(link.abort_handle());
+            }
+        });
+        Proxy { addr, state }
+    }
+
+    fn cut(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.up = false;
+        for link in state.links.drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.state.lock().unwrap().up = true;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_resumes_with_exactly_the_missed_messages() {
+    let server = start_server().await;
+    let (a, b, _, main) = server.two_nurses_in_a_group().await;
+    let proxy = Proxy::start(server.addr).await;
+    // B talks to the server only through the proxy, REST included.
+    let b_via_proxy = Client::new(&format!("http://{}", proxy.addr)).unwrap();
+    b_via_proxy.set_tokens(b.tokens());
+    let mut live = b_via_proxy.live().backoff(quick()).connect().await.unwrap();
+
+    for i in 1..=3 {
+        a.post_text(main, &format!("before {i}")).await.unwrap();
+    }
+    let (before, _) = messages_until(&mut live, main, "before 3").await;
+    assert_eq!(before.len(), 3);
+
+    proxy.cut();
+    // The loss is noticed, and at least one reconnect attempt fails while cut off.
+    let mut losses = 0;
+    while losses < 2 {
+        match next(&mut live).await {
+            LiveEvent::Disconnected { .. } => losses += 1,
+            LiveEvent::Message(m) => panic!("nothing new was posted, got #{}", m.seq),
+            _ => {}
+        }
+    }
+    let missed: Vec<String> = (1..=5).map(|i| format!("while away {i}")).collect();
+    for body in &missed {
+        a.post_text(main, body).await.unwrap();
+    }
+    proxy.restore();
+
+    // Exactly the missed messages, in order, then the caught-up signal.
+    let mut caught_up = Vec::new();
+    loop {
+        match next(&mut live).await {
+            LiveEvent::Message(m) => caught_up.push(m),
+            LiveEvent::Connected {
+                threads,
+                reconnected,
+            } => {
+                assert!(reconnected);
+                assert_eq!(threads[&main], 8);
+                break;
+            }
+            LiveEvent::Disconnected { .. } | LiveEvent::Update(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(bodies(&caught_up), missed);
+    assert_eq!(
+        caught_up.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7, 8]
+    );
+    // Nothing comes twice: the next message is the next one posted.
+    a.post_text(main, "after").await.unwrap();
+    let (after, _) = messages_until(&mut live, main, "after").await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].seq, 9);
+
+    // A drop forced from the client side, racing with posts: still each exactly once.
+    live.force_reconnect().await.unwrap();
+    for i in 1..=3 {
+        a.post_text(main, &format!("racing {i}")).await.unwrap();
+    }
+    let mut seen_reconnect = false;
+    let mut racing = Vec::new();
+    while !(seen_reconnect && racing.len() == 3) {
+        match next(&mut live).await {
+            LiveEvent::Message(m) => racing.push(m),
+            LiveEvent::Connected { reconnected, .. } => seen_reconnect = reconnected,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        racing.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![10, 11, 12]
+    );
+    a.post_text(main, "last").await.unwrap();
+    let (last, _) = messages_until(&mut live, main, "last").await;
+    assert_eq!(last.len(), 1);
+    assert_eq!(live.last_seqs()[&main], 13);
+
+    // A later session resumes exactly where this one stopped.
+    let saved = live.last_seqs().clone();
+    live.close().await.unwrap();
+    a.post_text(main, "between sessions").await.unwrap();
+    let mut again = Session::connect(&b, saved).await.unwrap();
+    let (resumed, _) = messages_until(&mut again, main, "between sessions").await;
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].seq, 14);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ends_with_an_error_when_its_sign_in_is_revoked() {
+    let server = start_server().await;
+    let (_, b, _, _) = server.two_nurses_in_a_group().await;
+    let mut live = b.live().backoff(quick()).connect().await.unwrap();
+    // The same sign-in ended from elsewhere (another device running `logout`).
+    let elsewhere = Client::new(&server.base).unwrap();
+    elsewhere.set_tokens(b.tokens());
+    elsewhere.logout().await.unwrap();
+    let error = loop {
+        match tokio::time::timeout(ARRIVAL, live.next_event())
+            .await
+            .expect("the session ends within the bound")
+        {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(
+            error.code(),
+            Some(ErrorCode::InvalidRefreshToken | ErrorCode::Unauthenticated)
+        ),
+        "{error:?}"
+    );
+    assert!(matches!(live.next_event().await, Err(Error::SessionClosed)));
+    assert!(matches!(
+        live.post(ThreadId::new(), "x").await,
+        Err(Error::SessionClosed)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_works_with_a_private_ca_and_is_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let mut config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().join("data"),
+        ..Default::default()
+    };
+    config.bootstrap.admin_password = Some(SecretString::from(ADMIN_PASSWORD));
+    config.tls.cert_file = Some(cert_path);
+    config.tls.key_file = Some(key_path);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = Application::build_with_listener(&config, listener)
+        .await
+        .unwrap();
+    let base = format!("https://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let client = Client::with_http(&base, http).unwrap();
+    client.login("admin", ADMIN_PASSWORD, None).await.unwrap();
+    assert_eq!(client.websocket_url().unwrap().scheme(), "wss");
+
+    // Trusting the private CA: a working session.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut live = client
+        .live()
+        .tls_config(Arc::new(tls))
+        .connect()
+        .await
+        .unwrap();
+    let group = client
+        .create_group(&CreateGroup {
+            kind: GroupKind::Free,
+            name: "TLS".into(),
+            description: None,
+            patient: None,
+        })
+        .await
+        .unwrap();
+    let posted = live.post(group.main_thread_id, "over wss").await.unwrap();
+    let (received, _) = messages_until(&mut live, group.main_thread_id, "over wss").await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].id, posted.id);
+    live.close().await.unwrap();
+
+    // With the public roots only, the handshake is refused (and nothing panics over
+    // which crypto provider to use).
+    let refused = client.live().connect().await.unwrap_err();
+    assert!(matches!(refused, Error::WebSocket(_)), "{refused:?}");
+}
+
+// ---- the CLI ----
+
+/// Runs `tsunagu` to completion.
+async fn tsunagu(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+        .args(args)
+        .env_remove("TSUNAGU_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.unwrap();
+    }
+    drop(input);
+    let out = tokio::time::timeout(ARRIVAL, child.wait_with_output())
+        .await
+        .expect("the command finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Signs `login` in with the CLI; returns the session file's path.
+async fn cli_login(server: &Server, dir: &std::path::Path, login: &str) -> String {
+    let session = dir.join(format!("{login}.json"));
+    let session = session.to_str().unwrap().to_owned();
+    let (code, out, err) = tsunagu(
+        &[
+            "login",
+            "--server",
+            &server.base,
+            "--login",
+            login,
+            "--password-stdin",
+            "--session-file",
+            &session,
+        ],
+        Some(&format!("{USER_PASSWORD}\n")),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    session
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_then_groups_and_threads_work_for_people_and_scripts() {
+    let server = start_server().await;
+    let (_, _, group, main) = server.two_nurses_in_a_group().await;
+    let dir = tempfile::tempdir().unwrap();
+    let session = cli_login(&server, dir.path(), "nurse.b").await;
+    let group_arg = group.to_string();
+    let main_arg = main.to_string();
+
+    let (code, out, err) = tsunagu(
+        &[
+            "post",
+            "--group",
+            &group_arg,
+            "血圧 128/76",
+            "--session-file",
+            &session,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Posted #1"), "{out}");
+
+    // From standard input, with an idempotency key: running it twice posts once.
+    for _ in 0..2 {
+        let (code, out, err) = tsunagu(
+            &[
+                "post",
+                "--json",
+                "--thread",
+                &main_arg,
+                "--client-msg-id",
+                "script-42",
+                "-",
+                "--session-file",
+                &session,
+            ],
+            Some("服薬確認済み\n"),
+        )
+        .await;
+        assert_eq!(code, 0, "{err}");
+        let message: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(message["seq"], 2);
+        assert_eq!(message["body"], "服薬確認済み");
+        assert_eq!(message["client_msg_id"], "script-42");
+    }
+
+    let (code, out, err) = tsunagu(&["groups", "--json", "--session-file", &session], None).await;
+    assert_eq!(code, 0, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let groups = list["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0]["id"], group_arg.as_str());
+    assert_eq!(groups[0]["main_thread_id"], main_arg.as_str());
+
+    let (code, out, _) = tsunagu(&["groups", "--session-file", &session], None).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&group_arg) && out.contains("訪問看護 連絡"),
+        "{out}"
+    );
+
+    let (code, out, _) = tsunagu(
+        &[
+            "threads",
+            "--group",
+            &group_arg,
+            "--json",
+            "--session-file",
+            &session,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list["threads"][0]["id"], main_arg.as_str());
+    assert_eq!(list["threads"][0]["last_seq"], 2);
+    let (code, out, _) = tsunagu(
+        &["threads", "--group", &group_arg, "--session-file", &session],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("main timeline") && out.contains("last #2"),
+        "{out}"
+    );
+
+    // Usage errors exit 2, refusals exit 1 with the server's code.
+    let (code, _, _) = tsunagu(&["post", "no target", "--session-file", &session], None).await;
+    assert_eq!(code, 2);
+    let (code, _, _) = tsunagu(
+        &[
+            "post",
+            "--thread",
+            "not-a-uuid",
+            "x",
+            "--session-file",
+            &session,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 2);
+    let unknown = ThreadId::new().to_string();
+    let (code, _, err) = tsunagu(
+        &[
+            "post",
+            "--json",
+            "--thread",
+            &unknown,
+            "x",
+            "--session-file",
+            &session,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    let body: serde_json::Value = serde_json::from_str(err.trim()).unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+/// Sends SIGINT, as Ctrl-C in a terminal does.
+#[cfg(unix)]
+async fn interrupt(child: &tokio::process::Child) {
+    let pid = child.id().expect("still running").to_string();
+    let status = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Reads lines until one satisfies `want`; panics at the bound or at end of stream.
+async fn line_where(
+    lines: &mut tokio::io::Lines<BufReader<impl tokio::io::AsyncRead + Unpin>>,
+    want: impl Fn(&str) -> bool,
+) -> String {
+    tokio::time::timeout(ARRIVAL, async {
+        loop {
+            let line = lines.next_line().await.unwrap().expect("output ended");
+            if want(&line) {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("the line appears within the bound")
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_prints_messages_posted_after_it_starts_and_stops_on_ctrl_c() {
+    let server = start_server().await;
+    let (a, _, _, main) = server.two_nurses_in_a_group().await;
+    a.post_text(main, "before tail").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let session = cli_login(&server, dir.path(), "nurse.b").await;
+    let main_arg = main.to_string();
+
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+        .args([
+            "tail",
+            "--json",
+            "--thread",
+            &main_arg,
+            "--session-file",
+            &session,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let status = line_where(&mut stderr, |l| l.contains("\"connected\"")).await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["last_seq"], 1);
+
+    a.post_text(main, "after tail started").await.unwrap();
+    let line = line_where(&mut stdout, |_| true).await;
+    let message: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(message["body"], "after tail started");
+    assert_eq!(message["seq"], 2);
+
+    interrupt(&child).await;
+    let exit = tokio::time::timeout(ARRIVAL, child.wait())
+        .await
+        .expect("tail stops on Ctrl-C")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    // The earlier message was not printed: tail shows what is new.
+    assert!(stdout.next_line().await.unwrap().is_none());
+
+    // Human output from a given seq: the history first, each message once.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"))
+        .args([
+            "tail",
+            "--thread",
+            &main_arg,
+            "--from-seq",
+            "0",
+            "--session-file",
+            &session,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = line_where(&mut stdout, |_| true).await;
+    assert!(
+        first.starts_with("#1 ") && first.ends_with("看護師 nurse.a: before tail"),
+        "{first}"
+    );
+    let second = line_where(&mut stdout, |_| true).await;
+    assert!(second.starts_with("#2 "), "{second}");
+    interrupt(&child).await;
+    let exit = tokio::time::timeout(ARRIVAL, child.wait())
+        .await
+        .expect("tail stops on Ctrl-C")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+
+    // A thread the user cannot see: refused, exit 1.
+    let other = ThreadId::new().to_string();
+    let (code, _, err) = tsunagu(
+        &["tail", "--thread", &other, "--session-file", &session],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+}

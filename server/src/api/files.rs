@@ -1,0 +1,392 @@
+//! Files: `POST /threads/{id}/files` (streamed), `GET|PATCH|DELETE /files/{id}`,
+//! `GET /files/{id}/content` (Range), `GET /groups/{id}/files`, `GET /search`.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use serde::Deserialize;
+use tsunagu_protocol::files::{FileInfo, FileKind, FileList, SearchResults, UpdateFile};
+use tsunagu_protocol::ids::{GroupId, ThreadId, UserId};
+use tsunagu_protocol::{ErrorBody, ErrorCode};
+
+use super::error::{ApiError, ApiResult};
+use super::extract::{AppJson, AppPath, AppQuery, CurrentMember, Meta};
+use super::AppState;
+use crate::domain::files::LibraryQuery;
+use crate::store::files::LibrarySort;
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct UploadQuery {
+    /// The file name, URL-encoded UTF-8 (or send it in `X-File-Name`, percent-encoded).
+    pub name: Option<String>,
+}
+
+/// Upload a file into a thread. The body is the raw file (any `Content-Type` but
+/// multipart/form-data or JSON); it is streamed, encrypted and stored, and answered
+/// only once committed. The kind is detected from the content.
+#[utoipa::path(
+    post, path = "/api/v1/threads/{id}/files", tag = "files",
+    params(("id" = String, Path, description = "Thread id"), UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, body = FileInfo),
+        (status = 400, description = "Bad or missing name", body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 413, description = "Larger than the region allows", body = ErrorBody),
+        (status = 415, description = "Kind not allowed, or a multipart/JSON body", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn upload(
+    State(state): State<AppState>,
+    CurrentMember(member): CurrentMember,
+    Meta(meta): Meta,
+    AppPath(thread_id): AppPath<ThreadId>,
+    AppQuery(q): AppQuery<UploadQuery>,
+    request: Request,
+) -> ApiResult<(StatusCode, AppJson<FileInfo>)> {
+    let headers = request.headers();
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        let ct = ct.to_ascii_lowercase();
+        if ct.starts_with("multipart/") || ct.starts_with("application/json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorCode::UnsupportedMediaType,
+                "send the raw file bytes (application/octet-stream), not a form or JSON",
+            ));
+        }
+    }
+    let name = match q.name {
+        Some(n) => n,
+        None => headers
+            .get("x-file-name")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| percent_decode_str(v).decode_utf8_lossy().into_owned())
+            .ok_or_else(|| {
+                ApiError::invalid("the file name is required (?name= or X-File-Name)")
+            })?,
+    };
+    let body = request.into_body().into_data_stream().boxed();
+    let info = state
+        .domain
+        .upload_file(&member, thread_id, &name, body, &meta)
+        .await?;
+    Ok((StatusCode::CREATED, AppJson(info)))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/files/{id}", tag = "files",
+    params(("id" = String, Path, description = "File id")),
+    responses((status = 200, body = FileInfo), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn metadata(
+    State(state): State<AppState>,
+    CurrentMember(member): CurrentMember,
+    Meta(meta): Meta,
+    AppPath(id): AppPath<uuid::Uuid>,
+) -> ApiResult<AppJson<FileInfo>> {
+    Ok(AppJson(
+        state
+            .domain
+            .file_info(&member, &id.to_string(), &meta)
+            .await?,
+    ))
+}
+
+/// Organise a file: folder and tags (its uploader or a group owner/admin).
+#[utoipa::path(
+    patch, path = "/api/v1/files/{id}", tag = "files",
+    params(("id" = String, Path, description = "File id")),
+    request_body = UpdateFile,
+    responses((status = 200, body = FileInfo), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    CurrentMember(member): CurrentMember,
+    Meta(meta): Meta,
+    AppPath(id): AppPath<uuid::Uuid>,
+    AppJson(req): AppJson<UpdateFile>,
+) -> ApiResult<AppJson<FileInfo>> {
+    Ok(AppJson(
+        state
+            .domain
+            .update_file(&member, &id.to_string(), req, &meta)
+            .await?,
+    ))
+}
+
+/// Delete a file: its key is destroyed (crypto-shredding), then its blob.
+#[utoipa::path(
+    delete, path = "/api/v1/files/{id}", tag = "files",
+    params(("id" = String, Path, description = "File id")),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    CurrentMember(member): CurrentMember,
+    Meta(meta): Meta,
+    AppPath(id): AppPath<uuid::Uuid>,
+) -> ApiResult<StatusCode> {
+    state
+        .domain
+        .delete_file(&member, &id.to_string(), &meta)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Parses a single `bytes=` range. Several ranges, or another unit, are ignored (the
+/// whole file is served), as HTTP allows.
+/// `(start, end)` of a `bytes=` range, either side optional.
+type RangeSpec = (Option<u64>, Option<u64>);
+
+fn parse_range(headers: &HeaderMap) -> Result<Option<RangeSpec>, ApiError> {
+    let Some(value) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec
+        .split_once('-')
+        .ok_or_else(|| ApiError::invalid("malformed Range header"))?;
+    let parse = |s: &str| -> Result<Option<u64>, ApiError> {
+        let s = s.trim();
+        if s.is_empty() {
+            Ok(None)
+        } else {
+            s.parse()
+                .map(Some)
+                .map_err(|_| ApiError::invalid("malformed Range header"))
+        }
+    };
+    Ok(Some((parse(a)?, parse(b)?)))
+}
+
+const FILENAME_SAFE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b'_');
+
+/// `attachment; filename="<ASCII fallback>"; filename*=UTF-8''<percent-encoded>`: the
+/// Japanese name survives in every modern browser, and nothing in it can break out of
+/// the header.
+pub fn content_disposition(name: &str) -> String {
+    let fallback: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        utf8_percent_encode(name, FILENAME_SAFE)
+    )
+}
+
+/// Download (streamed; `Range: bytes=a-b` answered with 206 and only the segments
+/// needed decrypted).
+#[utoipa::path(
+    get, path = "/api/v1/files/{id}/content", tag = "files",
+    params(("id" = String, Path, description = "File id")),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream"),
+        (status = 206, description = "The requested range"),
+        (status = 404, body = ErrorBody),
+        (status = 416, body = ErrorBody),
+        (status = 500, description = "`integrity_error`: the stored data was corrupted or tampered with", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn content(
+    State(state): State<AppState>,
+    CurrentMember(member): CurrentMember,
+    Meta(meta): Meta,
+    AppPath(id): AppPath<uuid::Uuid>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let range = parse_range(&headers)?;
+    let partial = range.is_some();
+    let mut download = state
+        .domain
+        .download_file(&member, &id.to_string(), range, &meta)
+        .await?;
+    // Decrypt the first piece before answering, so a corrupt start is a clean error
+    // rather than a broken 200.
+    let first = match download.body.next().await {
+        Some(Ok(bytes)) => Some(bytes),
+        Some(Err(crate::blob::BlobError::Integrity(_))) => {
+            return Err(crate::domain::DomainError::Integrity.into());
+        }
+        Some(Err(e)) => return Err(crate::domain::DomainError::Internal(e.to_string()).into()),
+        None => None,
+    };
+    let rest = download.body;
+    let stream = futures_util::stream::iter(first.map(Ok)).chain(rest);
+    let info = &download.info;
+    let length = download.range.end - download.range.start;
+    let mut response = Response::new(Body::from_stream(stream));
+    *response.status_mut() = if partial {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    };
+    let h = response.headers_mut();
+    let put = |h: &mut HeaderMap, name, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    };
+    put(h, header::CONTENT_TYPE, info.content_type.clone());
+    put(h, header::CONTENT_LENGTH, length.to_string());
+    put(
+        h,
+        header::CONTENT_DISPOSITION,
+        content_disposition(&info.name),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    if partial {
+        put(
+            h,
+            header::CONTENT_RANGE,
+            format!(
+                "bytes {}-{}/{}",
+                download.range.start,
+                download.range.end.saturating_sub(1),
+                info.size
+            ),
+        );
+    }
+    Ok(response.into_response())
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct LibraryParams {
+    /// image, pdf, word, excel, powerpoint, text or other.
+    pub kind: Option<FileKind>,
+    pub uploader_id: Option<UserId>,
+    pub thread_id: Option<ThreadId>,
+    pub folder: Option<String>,
+    pub tag: Option<String>,
+    /// Substring of the name (Japanese welcome).
+    pub q: Option<String>,
+    /// Uploaded at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Uploaded before (RFC 3339).
+    pub to: Option<String>,
+    /// newest (default), oldest, name, largest.
+    pub sort: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+fn parse_time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
+    v.as_deref()
+        .map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .map(|d| d.timestamp_millis())
+                .map_err(|_| ApiError::invalid(format!("{field} must be an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+/// The group's file library: only files of threads the caller is in.
+#[utoipa::path(
+    get, path = "/api/v1/groups/{id}/files", tag = "files",
+    params(("id" = String, Path, description = "Group id"), LibraryParams),
+    responses((status = 200, body = FileList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn library(
+    State(state): State<AppState>,
+    CurrentMember(member): CurrentMember,
+    Meta(meta): Meta,
+    AppPath(group_id): AppPath<GroupId>,
+    AppQuery(p): AppQuery<LibraryParams>,
+) -> ApiResult<AppJson<FileList>> {
+    let sort = match p.sort.as_deref() {
+        None | Some("newest") => LibrarySort::Newest,
+        Some("oldest") => LibrarySort::Oldest,
+        Some("name") => LibrarySort::Name,
+        Some("largest") => LibrarySort::Largest,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "sort must be newest, oldest, name or largest",
+            ))
+        }
+    };
+    let query = LibraryQuery {
+        kind: p.kind,
+        uploader_id: p.uploader_id,
+        thread_id: p.thread_id,
+        folder: p.folder.clone(),
+        tag: p.tag.clone(),
+        q: p.q.clone(),
+        from_ms: parse_time("from", &p.from)?,
+        to_ms: parse_time("to", &p.to)?,
+        sort,
+        limit: p.limit,
+        cursor: p.cursor.clone(),
+    };
+    Ok(AppJson(
+        state
+            .domain
+            .file_library(&member, group_id, query, &meta)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SearchParams {
+    /// Text to find in messages and file names (a substring; Japanese welcome).
+    pub q: String,
+}
+
+/// Messages and files the caller may see that contain `q`.
+#[utoipa::path(
+    get, path = "/api/v1/search", tag = "files",
+    params(SearchParams),
+    responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    CurrentMember(member): CurrentMember,
+    AppQuery(p): AppQuery<SearchParams>,
+) -> ApiResult<AppJson<SearchResults>> {
+    Ok(AppJson(state.domain.search(&member, &p.q).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_disposition_carries_japanese_names_safely() {
+        let v = content_disposition("訪問看護\"報告\"書.pdf");
+        assert!(v.starts_with("attachment; filename=\"____"));
+        assert!(v.contains("filename*=UTF-8''%E8%A8%AA"));
+        assert!(!v[10..].contains("\"報"));
+        assert!(HeaderValue::from_str(&v).is_ok());
+    }
+}
