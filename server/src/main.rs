@@ -33,6 +33,22 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// File encryption keys (KEKs).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a new key-encryption key in the key directory and print its id. New
+    /// files are wrapped with it once the servers restart (the newest id is current
+    /// unless `files.current_kek` says otherwise).
+    New,
+    /// Re-wrap every file's data key under the current KEK. Blobs are not rewritten.
+    /// Afterwards older KEK files can be removed.
+    Rotate,
+    /// List the configured KEK ids and which one is current.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +130,28 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("migrations applied");
         }
         Command::Admin(cmd) => admin(&config, cmd).await?,
+        Command::Keys(KeysCommand::New) => {
+            let dir = config.kek_dir();
+            let id = tsunagu_server::blob::keys::generate_kek(&dir)?;
+            println!("{id}");
+            eprintln!("written to {}; restart the servers, then run `keys rotate`", dir.display());
+        }
+        Command::Keys(KeysCommand::List) => {
+            let domain = open_domain(&config).await?;
+            let (ids, current) = domain.kek_ids();
+            for id in ids {
+                let mark = if id == current { " (current)" } else { "" };
+                println!("{id}{mark}");
+            }
+            domain.store().close().await;
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let domain = open_domain(&config).await?;
+            let n = domain.rotate_keys().await?;
+            let (_, current) = domain.kek_ids();
+            eprintln!("re-wrapped {n} data keys under {current}; older KEKs can now be removed");
+            domain.store().close().await;
+        }
         Command::Audit(AuditCommand::Verify) => match audit_verify(&config).await {
             Ok(true) => {}
             Ok(false) => std::process::exit(1),

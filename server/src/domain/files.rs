@@ -664,6 +664,12 @@ impl Domain {
         })
     }
 
+    /// The configured KEK ids and the current one.
+    pub fn kek_ids(&self) -> (Vec<String>, String) {
+        let keys = &self.files().keys;
+        (keys.ids().map(str::to_owned).collect(), keys.current_id().to_owned())
+    }
+
     /// Re-wraps every data key under the current KEK (blobs untouched). Returns how
     /// many were re-wrapped; afterwards older KEKs can be removed.
     pub async fn rotate_keys(&self) -> Result<u64> {
