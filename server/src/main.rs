@@ -134,7 +134,10 @@ async fn main() -> anyhow::Result<()> {
             let dir = config.kek_dir();
             let id = tsunagu_server::blob::keys::generate_kek(&dir)?;
             println!("{id}");
-            eprintln!("written to {}; restart the servers, then run `keys rotate`", dir.display());
+            eprintln!(
+                "written to {}; restart the servers, then run `keys rotate`",
+                dir.display()
+            );
         }
         Command::Keys(KeysCommand::List) => {
             let domain = open_domain(&config).await?;

@@ -667,7 +667,10 @@ impl Domain {
     /// The configured KEK ids and the current one.
     pub fn kek_ids(&self) -> (Vec<String>, String) {
         let keys = &self.files().keys;
-        (keys.ids().map(str::to_owned).collect(), keys.current_id().to_owned())
+        (
+            keys.ids().map(str::to_owned).collect(),
+            keys.current_id().to_owned(),
+        )
     }
 
     /// Re-wraps every data key under the current KEK (blobs untouched). Returns how
