@@ -304,6 +304,11 @@ pub enum ConfigError {
 /// Maps `TSUNAGU_TLS_CERT_FILE` to `tls.cert_file`, `TSUNAGU_DATA_DIR` to `data_dir`.
 /// Returns `None` for variables that are not configuration keys.
 fn env_key(rest: &str) -> Option<String> {
+    // Secrets and the file path are read directly, never as configuration keys.
+    let full = format!("TSUNAGU_{}", rest.to_ascii_uppercase());
+    if DIRECT_VARS.contains(&full.as_str()) {
+        return None;
+    }
     let rest = rest.to_ascii_lowercase();
     if TOP_LEVEL_KEYS.contains(&rest.as_str()) {
         return Some(rest);
@@ -493,6 +498,14 @@ mod tests {
         assert_eq!(env_key("TLS_CERT_FILE").as_deref(), Some("tls.cert_file"));
         assert_eq!(env_key("AUTH_IP_BURST").as_deref(), Some("auth.ip_burst"));
         assert_eq!(env_key("NOPE"), None);
+        assert_eq!(env_key("FILES_KEKS"), None);
+        assert_eq!(env_key("FILES_S3_SECRET_ACCESS_KEY"), None);
+        assert_eq!(env_key("BOOTSTRAP_ADMIN_PASSWORD"), None);
+        assert_eq!(env_key("CONFIG"), None);
+        assert_eq!(
+            env_key("FILES_S3_BUCKET").as_deref(),
+            Some("files.s3_bucket")
+        );
         assert_eq!(env_key("TLS"), None);
     }
 

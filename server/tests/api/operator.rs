@@ -157,3 +157,35 @@ async fn migrate_and_admin_subcommands_prepare_accounts_the_server_then_accepts(
         server_cmd(&data, &["admin", "reset-totp", "--login", "soka.nurse"], "").await;
     assert_eq!(code, 0, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_from_the_environment_are_accepted_and_listed() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tsunagu-server"))
+        .args(["keys", "list"])
+        .env("TSUNAGU_DATA_DIR", dir.path().join("data"))
+        .env(
+            "TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD",
+            crate::helpers::ADMIN_PASSWORD,
+        )
+        .env("TSUNAGU_FILES_KEKS", format!("envkek={key}"))
+        .env("TSUNAGU_FILES_CURRENT_KEK", "envkek")
+        .env(
+            "TSUNAGU_FILES_S3_SECRET_ACCESS_KEY",
+            "not used with local storage",
+        )
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), "envkek (current)");
+    // With keys in the environment none is generated on disk.
+    assert!(!dir.path().join("data/keys/kek").exists());
+}
