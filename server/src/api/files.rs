@@ -47,6 +47,28 @@ pub async fn upload(
     AppPath(thread_id): AppPath<ThreadId>,
     AppQuery(q): AppQuery<UploadQuery>,
     request: Request,
+) -> Response {
+    match upload_inner(state, member, meta, thread_id, q, request).await {
+        Ok(created) => created.into_response(),
+        // A refusal may come before the body was read: close the connection rather
+        // than leave unread bytes in front of the client's next request.
+        Err(e) => {
+            let mut response = e.into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+async fn upload_inner(
+    state: AppState,
+    member: crate::domain::Member,
+    meta: crate::audit::RequestMeta,
+    thread_id: ThreadId,
+    q: UploadQuery,
+    request: Request,
 ) -> ApiResult<(StatusCode, AppJson<FileInfo>)> {
     let headers = request.headers();
     if let Some(ct) = headers

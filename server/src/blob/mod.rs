@@ -53,6 +53,9 @@ pub enum Backend {
 #[derive(Clone)]
 pub struct BlobStore {
     store: Arc<dyn ObjectStore>,
+    /// The directory of a local store: interrupted uploads leave staging files there
+    /// that the object store's listing does not show.
+    local_dir: Option<std::path::PathBuf>,
 }
 
 impl BlobStore {
@@ -88,7 +91,37 @@ impl BlobStore {
                 Arc::new(b.build()?)
             }
         };
-        Ok(BlobStore { store })
+        let local_dir = match backend {
+            Backend::Local { dir } => Some(dir.clone()),
+            Backend::S3 { .. } => None,
+        };
+        Ok(BlobStore { store, local_dir })
+    }
+
+    /// Removes staging files of uploads interrupted before `cutoff` (local storage).
+    /// On S3, incomplete multipart uploads are left to the bucket's
+    /// `AbortIncompleteMultipartUpload` lifecycle rule (docs/operations.md).
+    pub fn sweep_staging(&self, cutoff: std::time::SystemTime) -> std::io::Result<u64> {
+        let Some(dir) = &self.local_dir else {
+            return Ok(0);
+        };
+        let dir = dir.join("files");
+        if !dir.exists() {
+            return Ok(0);
+        }
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let staging = name
+                .split_once('#')
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if staging && entry.metadata()?.modified()? <= cutoff {
+                std::fs::remove_file(entry.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The raw store, for the orphan sweeper and for tests that tamper with blobs.
@@ -142,11 +175,18 @@ impl BlobStore {
             let (last_off, last_len) = segment::sealed_span(size, last);
             let blob_end = last_off + last_len;
             let range = GetOptions { range: Some(GetRange::Bounded(blob_start..blob_end)), ..Default::default() };
-            let mut body = match store.get_opts(&Self::path(&file_id), range).await {
+            let path = Self::path(&file_id);
+            let mut body = match store.get_opts(&path, range).await {
                 Ok(r) => r.into_stream(),
                 // A blob that is gone or shorter than its segments: as bad as a bit flip.
                 Err(object_store::Error::NotFound { .. }) => Err(IntegrityError { segment: first })?,
-                Err(e) => Err(e)?,
+                // A range the blob cannot satisfy (local `InvalidRange`, S3 416) means
+                // the blob is not the length we wrote; anything else is the store's.
+                Err(e) => match store.head(&path).await {
+                    Ok(meta) if meta.size != segment::sealed_size(size) => Err(IntegrityError { segment: first })?,
+                    Err(object_store::Error::NotFound { .. }) => Err(IntegrityError { segment: first })?,
+                    _ => Err(e)?,
+                },
             };
             let mut pending = BytesMut::new();
             let mut index = first;

@@ -720,9 +720,15 @@ impl Domain {
     /// interrupted uploads, and blobs whose delete failed after the key was shredded.
     pub async fn sweep_orphans(&self, grace_secs: u64) -> Result<u64> {
         let cutoff = chrono::Utc::now() - chrono::Duration::seconds(grace_secs as i64);
+        let staging_cutoff =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(grace_secs);
+        let mut removed = self
+            .files()
+            .blobs
+            .sweep_staging(staging_cutoff)
+            .map_err(|e| DomainError::Internal(format!("sweeping staging files: {e}")))?;
         let prefix = object_store::path::Path::from("files");
         let mut listing = self.files().blobs.raw().list(Some(&prefix));
-        let mut removed = 0;
         while let Some(item) = listing.next().await {
             let meta = item.map_err(|e| DomainError::Internal(format!("listing blobs: {e}")))?;
             if meta.last_modified > cutoff {
