@@ -38,18 +38,22 @@ async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Server
     if let Some(url) = database_url {
         cmd.env("TSUNAGU_DATABASE_URL", url);
     }
-    let child = cmd.spawn().expect("start tsunagu-server");
-    let base = format!("http://127.0.0.1:{port}");
+    let mut server = Server {
+        child: cmd.spawn().expect("start tsunagu-server"),
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let http = reqwest::Client::new();
     // Bounded wait for readiness (a guard against a hang, not a synchronisation sleep).
     for _ in 0..600 {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+        if let Ok(r) = http.get(format!("{}/readyz", server.base)).send().await {
             if r.status().is_success() {
-                return Server { child, base };
+                return server;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = server.child.kill();
+    let _ = server.child.wait();
     panic!("server did not become ready");
 }
 
