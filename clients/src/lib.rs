@@ -768,3 +768,504 @@ pub fn new_client_msg_id() -> String {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+// ---- files, search and audit reports ----
+
+/// A stream of bytes from the server: a file's content or a CSV export. Errors are
+/// transport errors (the server cannot change its status once the body has started,
+/// so a body cut short by the server ends with one too).
+pub type ByteStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<bytes::Bytes>> + Send + 'static>>;
+
+/// Which bytes of a file to download (`Range: bytes=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// From this offset to the end.
+    From(u64),
+    /// `start..=end`, both inclusive, as HTTP counts.
+    Inclusive(u64, u64),
+    /// The last `n` bytes.
+    Last(u64),
+}
+
+impl ByteRange {
+    fn header(self) -> String {
+        match self {
+            ByteRange::From(a) => format!("bytes={a}-"),
+            ByteRange::Inclusive(a, b) => format!("bytes={a}-{b}"),
+            ByteRange::Last(n) => format!("bytes=-{n}"),
+        }
+    }
+}
+
+/// A download under way: what the server said about the content, and the content.
+pub struct Download {
+    /// `200 OK` for the whole file, `206 Partial Content` for a range.
+    pub status: StatusCode,
+    /// Bytes the body will carry, when the server said.
+    pub content_length: Option<u64>,
+    /// The whole file's size: from `Content-Range` for a range, otherwise the length.
+    pub total_size: Option<u64>,
+    pub content_type: Option<String>,
+    /// The original file name, from `Content-Disposition` (UTF-8 `filename*` first).
+    pub file_name: Option<String>,
+    /// The content, streamed as it arrives.
+    pub body: ByteStream,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("status", &self.status)
+            .field("content_length", &self.content_length)
+            .field("total_size", &self.total_size)
+            .field("content_type", &self.content_type)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Download {
+    /// Reads the whole body into memory (for small files and tests; stream large ones).
+    pub async fn bytes(mut self) -> Result<Vec<u8>> {
+        use futures_util::StreamExt;
+        let mut out = Vec::with_capacity(self.content_length.unwrap_or(0).min(1 << 26) as usize);
+        while let Some(chunk) = self.body.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+}
+
+/// Filters of a group's file library (`GET /api/v1/groups/{id}/files`). Empty fields
+/// are left out.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LibraryFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<tsunagu_protocol::files::FileKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uploader_id: Option<UserId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<ThreadId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Substring of the name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    /// Uploaded at or after (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Uploaded before (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// `newest` (default), `oldest`, `name` or `largest`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// Filters of an audit report (`/api/v1/admin/audit/events` and `/file-access`); every
+/// field set is ANDed. `cursor` and `limit` apply to JSON pages only.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AuditFilter {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+    /// The actor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<GroupId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<OrganizationId>,
+    /// One action, e.g. `file_downloaded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// `success`, `failure` or `denied`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// At or after (RFC 3339 or Unix milliseconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Before (RFC 3339 or Unix milliseconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    /// Entries per JSON page, 1–1000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+}
+
+impl AuditFilter {
+    /// Everything about one file.
+    pub fn file(file_id: impl Into<String>) -> Self {
+        AuditFilter {
+            file_id: Some(file_id.into()),
+            ..Default::default()
+        }
+    }
+}
+
+/// Characters escaped in a path segment: all but unreserved ones.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `filename*=UTF-8''…` (preferred) or `filename="…"` of a `Content-Disposition`.
+fn disposition_file_name(value: &str) -> Option<String> {
+    let mut plain = None;
+    for part in value.split(';').map(str::trim) {
+        if let Some(v) = part.strip_prefix("filename*=") {
+            let v = v.trim_matches('"');
+            let encoded = v
+                .strip_prefix("UTF-8''")
+                .or_else(|| v.strip_prefix("utf-8''"))?;
+            return percent_encoding::percent_decode_str(encoded)
+                .decode_utf8()
+                .ok()
+                .map(|s| s.into_owned());
+        }
+        if let Some(v) = part.strip_prefix("filename=") {
+            plain = Some(v.trim_matches('"').to_owned());
+        }
+    }
+    plain
+}
+
+/// The `exp` claim of a JWT, without checking anything (the server does).
+fn token_expiry(token: &str) -> Option<u64> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()?
+        .get("exp")?
+        .as_u64()
+}
+
+impl Client {
+    /// The URL of `api/v1/<prefix>/<id>/<suffix>` with `id` escaped as one path segment.
+    fn id_url(&self, prefix: &str, id: &str, suffix: &str) -> Result<Url> {
+        let id = percent_encoding::utf8_percent_encode(id, SEGMENT);
+        self.url(&format!("api/v1/{prefix}/{id}{suffix}"))
+    }
+
+    /// Turns a non-success answer into its error.
+    async fn error_of(response: reqwest::Response) -> Error {
+        match Self::decode::<serde_json::Value>(response).await {
+            Err(e) => e,
+            Ok(_) => Error::Protocol("an error status with a success body".into()),
+        }
+    }
+
+    /// Sends an authenticated request built by `make` and hands back the successful
+    /// answer unread (for streamed bodies); an expired access token is refreshed once
+    /// and the request rebuilt.
+    async fn send_authed_raw<F>(&self, make: F) -> Result<reqwest::Response>
+    where
+        F: Fn() -> reqwest::RequestBuilder,
+    {
+        let access = self.tokens().ok_or(Error::NotSignedIn)?.access_token;
+        let response = make().bearer_auth(&access).send().await?;
+        let response = if response.status() == StatusCode::UNAUTHORIZED {
+            match Self::error_of(response).await {
+                Error::Api { body, .. } if body.error.code == ErrorCode::Unauthenticated => {
+                    let fresh = self.refresh_after(&access).await?;
+                    make().bearer_auth(&fresh).send().await?
+                }
+                e => return Err(e),
+            }
+        } else {
+            response
+        };
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(Self::error_of(response).await)
+        }
+    }
+
+    /// An access token good for at least another minute, refreshing first if needed:
+    /// a streamed upload cannot be replayed after a 401.
+    async fn fresh_access_token(&self) -> Result<String> {
+        let access = self.tokens().ok_or(Error::NotSignedIn)?.access_token;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        match token_expiry(&access) {
+            Some(exp) if exp > now + 60 => Ok(access),
+            // Not a JWT we can read: let the server judge it.
+            None => Ok(access),
+            Some(_) => self.refresh_after(&access).await,
+        }
+    }
+
+    /// An authenticated GET with a query string, decoded as JSON.
+    async fn get_with_query<Q: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        url: Url,
+        query: &Q,
+    ) -> Result<T> {
+        let response = self
+            .send_authed_raw(|| self.http.get(url.clone()).query(query))
+            .await?;
+        Self::decode(response).await
+    }
+
+    /// Uploads a file into `thread`, streaming `body` (any stream of byte chunks, e.g.
+    /// a file read in pieces); memory does not grow with the file's size. `len`, when
+    /// known, is sent as `Content-Length` so that the server can refuse a file over the
+    /// region's limit before it is sent. The kind is detected by the server from the
+    /// content. An upload is not retried (a stream cannot be replayed): the access token
+    /// is refreshed beforehand if it is about to expire.
+    pub async fn upload_file<S, B, E>(
+        &self,
+        thread: ThreadId,
+        name: &str,
+        body: S,
+        len: Option<u64>,
+    ) -> Result<tsunagu_protocol::files::FileInfo>
+    where
+        S: futures_util::Stream<Item = std::result::Result<B, E>> + Send + 'static,
+        bytes::Bytes: From<B>,
+        B: 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let access = self.fresh_access_token().await?;
+        let mut url = self.url(&format!("api/v1/threads/{thread}/files"))?;
+        url.query_pairs_mut().append_pair("name", name);
+        let mut req = self
+            .http
+            .post(url)
+            .bearer_auth(access)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(body));
+        if let Some(len) = len {
+            req = req.header(reqwest::header::CONTENT_LENGTH, len);
+        }
+        Self::decode(req.send().await?).await
+    }
+
+    /// [`upload_file`](Self::upload_file) from anything readable (a `tokio::fs::File`),
+    /// read in 64 KiB pieces.
+    pub async fn upload_reader<R>(
+        &self,
+        thread: ThreadId,
+        name: &str,
+        reader: R,
+        len: Option<u64>,
+    ) -> Result<tsunagu_protocol::files::FileInfo>
+    where
+        R: tokio::io::AsyncRead + Send + 'static,
+    {
+        let stream = tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024);
+        self.upload_file(thread, name, stream, len).await
+    }
+
+    /// Downloads a file, or the `range` of it, as a stream. A tampered or corrupted blob
+    /// is refused by the server (`integrity_error`) rather than delivered.
+    pub async fn download_file(&self, id: &str, range: Option<ByteRange>) -> Result<Download> {
+        use futures_util::StreamExt;
+        let url = self.id_url("files", id, "/content")?;
+        let response = self
+            .send_authed_raw(|| {
+                let req = self.http.get(url.clone());
+                match range {
+                    Some(r) => req.header(reqwest::header::RANGE, r.header()),
+                    None => req,
+                }
+            })
+            .await?;
+        let headers = response.headers();
+        let text = |name: reqwest::header::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let status = response.status();
+        let content_length = text(reqwest::header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+        let total_size = match text(reqwest::header::CONTENT_RANGE) {
+            Some(cr) => cr.rsplit('/').next().and_then(|t| t.trim().parse().ok()),
+            None if status == StatusCode::OK => content_length,
+            None => None,
+        };
+        let content_type = text(reqwest::header::CONTENT_TYPE);
+        let file_name = text(reqwest::header::CONTENT_DISPOSITION)
+            .as_deref()
+            .and_then(disposition_file_name);
+        Ok(Download {
+            status,
+            content_length,
+            total_size,
+            content_type,
+            file_name,
+            body: response
+                .bytes_stream()
+                .map(|r| r.map_err(Error::from))
+                .boxed(),
+        })
+    }
+
+    /// A file's metadata (recorded in the audit log as a metadata view).
+    pub async fn file_info(&self, id: &str) -> Result<tsunagu_protocol::files::FileInfo> {
+        let url = self.id_url("files", id, "")?;
+        let response = self.send_authed_raw(|| self.http.get(url.clone())).await?;
+        Self::decode(response).await
+    }
+
+    /// Files a file in a folder and tags it.
+    pub async fn update_file(
+        &self,
+        id: &str,
+        req: &tsunagu_protocol::files::UpdateFile,
+    ) -> Result<tsunagu_protocol::files::FileInfo> {
+        let url = self.id_url("files", id, "")?;
+        let response = self
+            .send_authed_raw(|| self.http.patch(url.clone()).json(req))
+            .await?;
+        Self::decode(response).await
+    }
+
+    /// Deletes a file: its key is destroyed (crypto-shredding), then its blob.
+    pub async fn delete_file(&self, id: &str) -> Result<()> {
+        let url = self.id_url("files", id, "")?;
+        self.send_authed_raw(|| self.http.delete(url.clone()))
+            .await?;
+        Ok(())
+    }
+
+    /// A page of a group's file library: files of the threads the caller is in.
+    pub async fn file_library(
+        &self,
+        group: GroupId,
+        filter: &LibraryFilter,
+    ) -> Result<tsunagu_protocol::files::FileList> {
+        let url = self.url(&format!("api/v1/groups/{group}/files"))?;
+        self.get_with_query(url, filter).await
+    }
+
+    /// Messages and files the caller may see that contain `q`.
+    pub async fn search(&self, q: &str) -> Result<tsunagu_protocol::files::SearchResults> {
+        let url = self.url("api/v1/search")?;
+        self.get_with_query(url, &[("q", q)]).await
+    }
+
+    async fn audit_page(
+        &self,
+        report: &str,
+        filter: &AuditFilter,
+    ) -> Result<tsunagu_protocol::audit::AuditPage> {
+        let url = self.url(&format!("api/v1/admin/audit/{report}"))?;
+        self.get_with_query(url, filter).await
+    }
+
+    async fn audit_csv(&self, report: &str, filter: &AuditFilter) -> Result<Download> {
+        use futures_util::StreamExt;
+        let url = self.url(&format!("api/v1/admin/audit/{report}"))?;
+        let response = self
+            .send_authed_raw(|| {
+                self.http
+                    .get(url.clone())
+                    .query(filter)
+                    .query(&[("format", "csv")])
+            })
+            .await?;
+        let headers = response.headers();
+        let text = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Ok(Download {
+            status: response.status(),
+            content_length: response.content_length(),
+            total_size: None,
+            content_type: text(reqwest::header::CONTENT_TYPE),
+            file_name: text(reqwest::header::CONTENT_DISPOSITION)
+                .as_deref()
+                .and_then(disposition_file_name),
+            body: response
+                .bytes_stream()
+                .map(|r| r.map_err(Error::from))
+                .boxed(),
+        })
+    }
+
+    /// A page of the file-access report (region administrators): uploads, views,
+    /// downloads, deletions and refused attempts. Pulling it is itself audited.
+    pub async fn audit_file_access(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<tsunagu_protocol::audit::AuditPage> {
+        self.audit_page("file-access", filter).await
+    }
+
+    /// The whole file-access report as CSV (UTF-8 with BOM, CRLF; opens in Japanese
+    /// Excel), streamed. `cursor` and `limit` must be unset.
+    pub async fn audit_file_access_csv(&self, filter: &AuditFilter) -> Result<Download> {
+        self.audit_csv("file-access", filter).await
+    }
+
+    /// A page of every audit entry of the region (security events and file access).
+    pub async fn audit_events(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<tsunagu_protocol::audit::AuditPage> {
+        self.audit_page("events", filter).await
+    }
+
+    /// Every matching audit entry as CSV, streamed. `cursor` and `limit` must be unset.
+    pub async fn audit_events_csv(&self, filter: &AuditFilter) -> Result<Download> {
+        self.audit_csv("events", filter).await
+    }
+
+    /// Re-hashes the audit chain and checks its signed checkpoints on the server.
+    pub async fn audit_verify(&self) -> Result<tsunagu_protocol::audit::AuditVerification> {
+        self.authed::<(), _>(Method::GET, "api/v1/admin/audit/verify", None)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn content_disposition_prefers_the_utf8_name() {
+        let v = "attachment; filename=\"____.pdf\"; filename*=UTF-8''%E8%A8%AA%E5%95%8F.pdf";
+        assert_eq!(disposition_file_name(v).as_deref(), Some("訪問.pdf"));
+        assert_eq!(
+            disposition_file_name("attachment; filename=\"a.csv\"").as_deref(),
+            Some("a.csv")
+        );
+        assert_eq!(disposition_file_name("inline"), None);
+    }
+
+    #[test]
+    fn ranges_render_as_http_says() {
+        assert_eq!(ByteRange::From(5).header(), "bytes=5-");
+        assert_eq!(ByteRange::Inclusive(0, 9).header(), "bytes=0-9");
+        assert_eq!(ByteRange::Last(3).header(), "bytes=-3");
+    }
+
+    #[test]
+    fn token_expiry_reads_the_exp_claim() {
+        use base64::Engine;
+        let payload =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(br#"{"exp":1234,"sub":"x"}"#);
+        assert_eq!(token_expiry(&format!("h.{payload}.s")), Some(1234));
+        assert_eq!(token_expiry("not a token"), None);
+    }
+}

@@ -1,7 +1,11 @@
 //! `tsunagu`: the command-line client. Human output by default, `--json` for scripts
 //! (`tail --json` prints one message object per line, and its status lines on standard
 //! error as JSON too).
-//! Exit codes: 0 ok, 1 server refused, 2 usage or local error, 3 cannot reach server.
+//! Exit codes: 0 ok, 1 server refused (or `audit verify` found the chain broken), 2 usage
+//! or local error (including "the output file exists"), 3 cannot reach server.
+//!
+//! `upload` and `download` stream (memory does not grow with the file) and show a
+//! progress bar when standard error is a terminal and `--json` is not given.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -80,6 +84,54 @@ enum Command {
         #[arg(long)]
         from_seq: Option<i64>,
     },
+    /// Upload a file into a thread (streamed, with a progress bar on a terminal).
+    Upload {
+        #[arg(long)]
+        thread: ThreadId,
+        /// The name to store (default: the file's own name).
+        #[arg(long)]
+        name: Option<String>,
+        /// The file to upload.
+        path: PathBuf,
+    },
+    /// Download a file. Never overwrites an existing file unless `--force`; the content
+    /// goes to a temporary file first and is renamed into place once complete.
+    Download {
+        /// The file's id.
+        file_id: String,
+        /// Where to write it (`-` for standard output); default: the file's own name in
+        /// the current directory.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Audit reports and verification (region administrators).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Who uploaded, viewed, downloaded or deleted a file, and refused attempts.
+    FileAccess {
+        /// The file's id.
+        #[arg(long)]
+        file: String,
+        /// The whole report as CSV (UTF-8 with BOM, for Excel) instead of a listing.
+        #[arg(long)]
+        csv: bool,
+        /// Write the CSV here (default: standard output).
+        #[arg(short = 'o', long, requires = "csv")]
+        output: Option<PathBuf>,
+        /// Replace the output file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-hash the audit chain on the server and check its signed checkpoints. Exit
+    /// status 1 when it is not intact.
+    Verify,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -150,6 +202,8 @@ fn read_password(from_stdin: bool) -> Result<String, String> {
 enum Failure {
     Usage(String),
     Server(Error),
+    /// A check ran and failed (`audit verify`): exit 1, already reported.
+    Broken,
 }
 
 impl From<Error> for Failure {
@@ -310,6 +364,88 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             let result = tail(&mut signed, *thread, *from_seq, cli.json).await;
             signed.save_if_rotated()?;
             result?;
+        }
+        Command::Upload {
+            thread,
+            name,
+            path: file,
+        } => {
+            let mut signed = SignedIn::load(&path)?;
+            let result =
+                transfers::upload(&signed.client, *thread, name.as_deref(), file, cli.json).await;
+            signed.save_if_rotated()?;
+            let info = result?;
+            if cli.json {
+                print_json(&info)?;
+            } else {
+                println!(
+                    "Uploaded {} ({}, {}) as {}",
+                    info.name,
+                    transfers::human_bytes(info.size),
+                    info.kind.as_str(),
+                    info.id
+                );
+            }
+        }
+        Command::Download {
+            file_id,
+            output,
+            force,
+        } => {
+            let mut signed = SignedIn::load(&path)?;
+            let result =
+                transfers::download(&signed.client, file_id, output.as_deref(), *force, cli.json)
+                    .await;
+            signed.save_if_rotated()?;
+            let done = result?;
+            if cli.json {
+                print_json(&done)?;
+            } else if let Some(p) = &done.path {
+                println!(
+                    "Downloaded {} to {}",
+                    transfers::human_bytes(done.size),
+                    p.display()
+                );
+            }
+        }
+        Command::Audit(AuditCommand::FileAccess {
+            file,
+            csv,
+            output,
+            force,
+        }) => {
+            let mut signed = SignedIn::load(&path)?;
+            let result = if *csv {
+                transfers::audit_csv(&signed.client, file, output.as_deref(), *force, cli.json)
+                    .await
+                    .map(|_| ())
+            } else {
+                transfers::audit_listing(&signed.client, file, cli.json).await
+            };
+            signed.save_if_rotated()?;
+            result?;
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let mut signed = SignedIn::load(&path)?;
+            let result = signed.client.audit_verify().await;
+            signed.save_if_rotated()?;
+            let v = result?;
+            if cli.json {
+                print_json(&v)?;
+            } else if v.intact {
+                println!(
+                    "Audit chain intact: {} entries, {} signed checkpoints verified.",
+                    v.checked, v.checkpoints
+                );
+            } else if let Some(p) = &v.first_problem {
+                println!(
+                    "Audit chain BROKEN at entry {} ({}): {}",
+                    p.seq, p.reason, p.detail
+                );
+            }
+            if !v.intact {
+                return Err(Failure::Broken);
+            }
         }
     }
     Ok(())
@@ -587,9 +723,17 @@ async fn main() -> ExitCode {
     match run(&cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(msg)) => {
-            eprintln!("error: {msg}");
+            if cli.json {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({ "error": { "code": "client_error", "message": msg } })
+                );
+            } else {
+                eprintln!("error: {msg}");
+            }
             ExitCode::from(2)
         }
+        Err(Failure::Broken) => ExitCode::from(1),
         Err(Failure::Server(e)) => {
             if cli.json {
                 let code = e.code().map(|c| c.as_str()).unwrap_or("client_error");
@@ -606,5 +750,349 @@ async fn main() -> ExitCode {
                 _ => ExitCode::from(2),
             }
         }
+    }
+}
+
+/// `upload`, `download` and audit exports: streamed transfers with progress bars.
+mod transfers {
+    use std::io::IsTerminal;
+    use std::path::{Path, PathBuf};
+
+    use futures_util::StreamExt;
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use serde::Serialize;
+    use tokio::io::AsyncWriteExt;
+    use tsunagu_client::protocol::files::FileInfo;
+    use tsunagu_client::protocol::ids::ThreadId;
+    use tsunagu_client::{AuditFilter, Client, Download};
+
+    use super::Failure;
+
+    /// `1.5 MiB`.
+    pub fn human_bytes(n: u64) -> String {
+        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let mut v = n as f64;
+        let mut unit = 0;
+        while v >= 1024.0 && unit < UNITS.len() - 1 {
+            v /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            format!("{n} B")
+        } else {
+            format!("{v:.1} {}", UNITS[unit])
+        }
+    }
+
+    /// A bar on standard error for a terminal; hidden for scripts and `--json`.
+    fn progress(len: Option<u64>, json: bool, verb: &str) -> ProgressBar {
+        let visible = !json && std::io::stderr().is_terminal();
+        let bar = ProgressBar::with_draw_target(
+            len,
+            if visible {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            },
+        );
+        let template = if len.is_some() {
+            format!(
+                "{verb} {{bar:32.cyan/blue}} {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} eta {{eta}}"
+            )
+        } else {
+            format!("{verb} {{spinner}} {{bytes}} {{binary_bytes_per_sec}}")
+        };
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar
+    }
+
+    fn local(what: &str, path: &Path, e: std::io::Error) -> Failure {
+        Failure::Usage(format!("{what} {}: {e}", path.display()))
+    }
+
+    pub async fn upload(
+        client: &Client,
+        thread: ThreadId,
+        name: Option<&str>,
+        path: &Path,
+        json: bool,
+    ) -> Result<FileInfo, Failure> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| local("cannot open", path, e))?;
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| local("cannot read", path, e))?;
+        if !meta.is_file() {
+            return Err(Failure::Usage(format!("{} is not a file", path.display())));
+        }
+        let name = match name {
+            Some(n) => n.to_owned(),
+            None => path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| Failure::Usage(format!("{} has no file name", path.display())))?,
+        };
+        let len = meta.len();
+        let bar = progress(Some(len), json, "uploading");
+        let counter = bar.clone();
+        let body =
+            tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024).inspect(move |chunk| {
+                if let Ok(c) = chunk {
+                    counter.inc(c.len() as u64);
+                }
+            });
+        let result = client.upload_file(thread, &name, body, Some(len)).await;
+        bar.finish_and_clear();
+        Ok(result?)
+    }
+
+    /// What `download` did (its `--json` answer).
+    #[derive(Serialize)]
+    pub struct Downloaded {
+        pub file_id: String,
+        /// `None` when written to standard output.
+        pub path: Option<PathBuf>,
+        pub size: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub content_type: Option<String>,
+    }
+
+    /// A name from the server made safe to create in the current directory.
+    fn safe_name(name: &str) -> Option<String> {
+        let base = name.rsplit(['/', '\\']).next().unwrap_or("").trim();
+        let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
+        if cleaned.is_empty() || cleaned == "." || cleaned == ".." {
+            None
+        } else {
+            Some(cleaned)
+        }
+    }
+
+    fn refuse_existing(path: &Path) -> Failure {
+        Failure::Usage(format!(
+            "{} exists; use --force to replace it",
+            path.display()
+        ))
+    }
+
+    pub async fn download(
+        client: &Client,
+        file_id: &str,
+        output: Option<&Path>,
+        force: bool,
+        json: bool,
+    ) -> Result<Downloaded, Failure> {
+        let to_stdout = output.is_some_and(|p| p.as_os_str() == "-");
+        if let Some(p) = output.filter(|_| !to_stdout) {
+            if !force && p.exists() {
+                return Err(refuse_existing(p));
+            }
+        }
+        let download = client.download_file(file_id, None).await?;
+        let content_type = download.content_type.clone();
+        if to_stdout {
+            let mut out = tokio::io::stdout();
+            let size = copy_body(download, &mut out, json).await?;
+            out.flush()
+                .await
+                .map_err(|e| Failure::Usage(format!("standard output: {e}")))?;
+            return Ok(Downloaded {
+                file_id: file_id.to_owned(),
+                path: None,
+                size,
+                content_type,
+            });
+        }
+        let target = match output {
+            Some(p) => p.to_path_buf(),
+            None => PathBuf::from(
+                download
+                    .file_name
+                    .as_deref()
+                    .and_then(safe_name)
+                    .unwrap_or_else(|| file_id.to_owned()),
+            ),
+        };
+        let size = write_atomically(download, &target, force, json).await?;
+        Ok(Downloaded {
+            file_id: file_id.to_owned(),
+            path: Some(target),
+            size,
+            content_type,
+        })
+    }
+
+    /// Streams the body into `out`, checking the length the server announced.
+    async fn copy_body<W: tokio::io::AsyncWrite + Unpin>(
+        mut download: Download,
+        out: &mut W,
+        json: bool,
+    ) -> Result<u64, Failure> {
+        let bar = progress(download.content_length, json, "downloading");
+        let mut written = 0_u64;
+        let result = async {
+            while let Some(chunk) = download.body.next().await {
+                let chunk = chunk?;
+                out.write_all(&chunk)
+                    .await
+                    .map_err(|e| Failure::Usage(format!("writing: {e}")))?;
+                written += chunk.len() as u64;
+                bar.inc(chunk.len() as u64);
+            }
+            Ok::<_, Failure>(())
+        }
+        .await;
+        bar.finish_and_clear();
+        result?;
+        if let Some(expected) = download.content_length {
+            if expected != written {
+                return Err(Failure::Server(tsunagu_client::Error::Protocol(format!(
+                    "the server announced {expected} bytes but sent {written}"
+                ))));
+            }
+        }
+        Ok(written)
+    }
+
+    /// Writes to a temporary file beside `target`, then moves it into place: the target
+    /// never holds a partial file, and without `force` an existing one is never replaced
+    /// (not even one created meanwhile: the final step is a hard link, which fails if
+    /// the name is taken).
+    async fn write_atomically(
+        download: Download,
+        target: &Path,
+        force: bool,
+        json: bool,
+    ) -> Result<u64, Failure> {
+        if !force && target.exists() {
+            return Err(refuse_existing(target));
+        }
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let base = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| Failure::Usage(format!("{} is not a file path", target.display())))?;
+        let tmp = dir.join(format!(".{base}.{}.part", std::process::id()));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .await
+            .map_err(|e| local("cannot create", &tmp, e))?;
+        let result = async {
+            let size = copy_body(download, &mut file, json).await?;
+            file.flush().await.map_err(|e| local("writing", &tmp, e))?;
+            file.sync_all()
+                .await
+                .map_err(|e| local("writing", &tmp, e))?;
+            drop(file);
+            if force {
+                tokio::fs::rename(&tmp, target)
+                    .await
+                    .map_err(|e| local("cannot write", target, e))?;
+            } else {
+                match tokio::fs::hard_link(&tmp, target).await {
+                    Ok(()) => {
+                        let _ = tokio::fs::remove_file(&tmp).await;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Err(refuse_existing(target));
+                    }
+                    // No hard links here (some network or FAT file systems).
+                    Err(_) => {
+                        if target.exists() {
+                            return Err(refuse_existing(target));
+                        }
+                        tokio::fs::rename(&tmp, target)
+                            .await
+                            .map_err(|e| local("cannot write", target, e))?;
+                    }
+                }
+            }
+            Ok(size)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    /// `audit file-access --csv`: the whole report, to a file (atomically) or stdout.
+    pub async fn audit_csv(
+        client: &Client,
+        file_id: &str,
+        output: Option<&Path>,
+        force: bool,
+        json: bool,
+    ) -> Result<u64, Failure> {
+        let to_stdout = output.is_none_or(|p| p.as_os_str() == "-");
+        if let Some(p) = output.filter(|_| !to_stdout) {
+            if !force && p.exists() {
+                return Err(refuse_existing(p));
+            }
+        }
+        let export = client
+            .audit_file_access_csv(&AuditFilter::file(file_id))
+            .await?;
+        match output.filter(|_| !to_stdout) {
+            Some(p) => write_atomically(export, p, force, json).await,
+            None => {
+                let mut out = tokio::io::stdout();
+                let n = copy_body(export, &mut out, true).await?;
+                out.flush()
+                    .await
+                    .map_err(|e| Failure::Usage(format!("standard output: {e}")))?;
+                Ok(n)
+            }
+        }
+    }
+
+    /// `audit file-access` without `--csv`: every entry, as lines or as JSON.
+    pub async fn audit_listing(client: &Client, file_id: &str, json: bool) -> Result<(), Failure> {
+        let mut filter = AuditFilter::file(file_id);
+        filter.limit = Some(1000);
+        let mut entries = Vec::new();
+        loop {
+            let page = client.audit_file_access(&filter).await?;
+            entries.extend(page.entries);
+            match page.next_cursor {
+                Some(c) => filter.cursor = Some(c),
+                None => break,
+            }
+        }
+        if json {
+            super::print_json(&serde_json::json!({ "entries": entries }))?;
+            return Ok(());
+        }
+        if entries.is_empty() {
+            println!("No file access recorded for {file_id}.");
+        }
+        for e in &entries {
+            let who = e
+                .actor_name
+                .as_deref()
+                .or(e.actor_user_id.as_deref())
+                .unwrap_or("-");
+            let org = e.actor_organization_name.as_deref().unwrap_or("");
+            println!(
+                "{}  {:<22} {:<8} {}{}{}  {}",
+                e.at,
+                e.action,
+                e.outcome,
+                who,
+                if org.is_empty() { "" } else { " / " },
+                org,
+                e.ip.as_deref().unwrap_or("-")
+            );
+        }
+        Ok(())
     }
 }
