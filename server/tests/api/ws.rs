@@ -384,6 +384,10 @@ async fn edits_deletes_reactions_receipts_and_typing_reach_the_members(app: Test
     typing
         .send(json!({ "type": "typing", "thread_id": thread.to_string() }))
         .await;
+    // Frames on one socket are handled in order: once the pong is back, the typing
+    // event has been published, before the delete below.
+    typing.send(json!({ "type": "ping" })).await;
+    typing.until(|f| matches!(f, ServerFrame::Pong {})).await;
     owner.delete_message(thread, msg.id).await.unwrap();
 
     let frames = ws
