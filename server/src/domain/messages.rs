@@ -200,9 +200,8 @@ impl Domain {
                 .remove(0);
             return Ok((message, false));
         }
-        // Posting does not move the author's read position: someone else's message
-        // committed just before this one has not been seen. Own messages never count
-        // as unread or towards 既読, so nothing is lost by leaving it.
+        // The author has read the thread up to their own message.
+        threads::mark_read(&mut tx, &reader.thread.id, &author, seq, now_ms()).await?;
         tx.commit().await?;
         let message = wire_message(&row, Vec::new(), 0)?;
         self.publish_thread(
