@@ -286,7 +286,14 @@ impl Application {
             None => {
                 tracing::info!(%addr, "serving HTTP");
                 let mut rx = stop_rx;
-                let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
+                let serve = axum::serve(
+                    // Small frames (acks, events) must not wait for Nagle's algorithm.
+                    axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    }),
+                    service,
+                )
+                .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                     tracing::info!("shutting down: draining connections");
                 });
