@@ -5,27 +5,6 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::Profession;
 use crate::ids::{GroupId, InvitationId, MessageId, OrganizationId, ThreadId, UserId};
 
-macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $wire:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-        pub enum $name {
-            $($(#[$vdoc])* #[serde(rename = $wire)] $variant),+
-        }
-
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $wire),+ }
-            }
-
-            pub fn parse(s: &str) -> Option<Self> {
-                match s { $($wire => Some($name::$variant),)+ _ => None }
-            }
-        }
-    };
-}
-
 wire_enum!(
     /// `patient` groups carry a patient profile; `free` groups (region-wide liaison)
     /// never do.
