@@ -476,28 +476,9 @@ impl Connection {
                 .copied()
                 .unwrap_or(0)
                 .max(self.delivered.get(&key).copied().unwrap_or(0));
-            let mut cursor = since.clamp(0, cap);
-            loop {
-                let page = match self
-                    .state
-                    .domain
-                    .messages_after(&self.member, thread_id, cursor, REPLAY_PAGE)
-                    .await
-                {
-                    Ok(page) => page,
-                    Err(_) => break,
-                };
-                let full = page.len() as i64 == REPLAY_PAGE;
-                for message in page {
-                    cursor = message.seq;
-                    if !self.send(&ServerFrame::MessageCreated { message }).await {
-                        return Flow::Stop;
-                    }
-                }
-                if !full {
-                    break;
-                }
-            }
+            let Some(cursor) = self.replay_after(thread_id, since.clamp(0, cap)).await else {
+                return Flow::Stop;
+            };
             self.delivered.insert(key, cursor);
             confirmed.insert(thread_id, cursor);
         }
@@ -628,6 +609,32 @@ impl Connection {
         }
     }
 
+    /// Sends every message of `thread_id` after `cursor`, a page at a time, waiting for
+    /// room in the queue. Returns the last `seq` sent (or `cursor`), or `None` when the
+    /// connection is ending.
+    async fn replay_after(&self, thread_id: ThreadId, mut cursor: i64) -> Option<i64> {
+        loop {
+            let Ok(page) = self
+                .state
+                .domain
+                .messages_after(&self.member, thread_id, cursor, REPLAY_PAGE)
+                .await
+            else {
+                return Some(cursor);
+            };
+            let full = page.len() as i64 == REPLAY_PAGE;
+            for message in page {
+                cursor = message.seq;
+                if !self.send(&ServerFrame::MessageCreated { message }).await {
+                    return None;
+                }
+            }
+            if !full {
+                return Some(cursor);
+            }
+        }
+    }
+
     /// Ends the hold: sends, in order, whatever arrived for the held threads beyond what
     /// was delivered (a `resume` may already have covered it).
     async fn go_live(&mut self) -> Flow {
@@ -640,28 +647,9 @@ impl Connection {
             else {
                 continue;
             };
-            let mut cursor = last;
-            loop {
-                let page = match self
-                    .state
-                    .domain
-                    .messages_after(&self.member, thread_id, cursor, REPLAY_PAGE)
-                    .await
-                {
-                    Ok(p) => p,
-                    Err(_) => break,
-                };
-                let full = page.len() as i64 == REPLAY_PAGE;
-                for message in page {
-                    cursor = message.seq;
-                    if !self.send(&ServerFrame::MessageCreated { message }).await {
-                        return Flow::Stop;
-                    }
-                }
-                if !full {
-                    break;
-                }
-            }
+            let Some(cursor) = self.replay_after(thread_id, last).await else {
+                return Flow::Stop;
+            };
             self.delivered.insert(key, cursor);
         }
         for frame in std::mem::take(&mut self.held_frames) {
