@@ -1154,6 +1154,7 @@ impl Driver {
                 reference: Some(reference),
                 code,
                 message,
+                retry_after_ms,
             } => match self.take_post(Some(&reference)) {
                 Some(post) => {
                     let _ = post.reply.send(Err(refused(&code, message)));
@@ -1163,6 +1164,7 @@ impl Driver {
                         reference: Some(reference),
                         code,
                         message,
+                        retry_after_ms,
                     }));
                 }
             },

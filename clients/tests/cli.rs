@@ -16,6 +16,7 @@ async fn start_server(dir: &std::path::Path) -> String {
         data_dir: dir.join("data"),
         ..Default::default()
     };
+    config.limits = tsunagu_server::config::LimitsConfig::unlimited();
     config.bootstrap.admin_password = Some(SecretString::from(PASSWORD));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = Application::build_with_listener(&config, listener)

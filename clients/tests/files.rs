@@ -27,6 +27,7 @@ async fn start_server() -> Server {
         data_dir: dir.path().join("data"),
         ..Default::default()
     };
+    config.limits = tsunagu_server::config::LimitsConfig::unlimited();
     config.bootstrap.admin_password = Some(SecretString::from(PASSWORD));
     config.auth.account_burst = 20;
     config.auth.ip_burst = 200;

@@ -42,6 +42,7 @@ async fn start_server() -> Server {
         data_dir: dir.path().join("data"),
         ..Default::default()
     };
+    config.limits = tsunagu_server::config::LimitsConfig::unlimited();
     config.bootstrap.admin_password = Some(SecretString::from(ADMIN_PASSWORD));
     // Every test signs in several users from one address.
     config.auth.account_burst = 20;
@@ -423,6 +424,7 @@ async fn wss_works_with_a_private_ca_and_is_refused_without_it() {
         data_dir: dir.path().join("data"),
         ..Default::default()
     };
+    config.limits = tsunagu_server::config::LimitsConfig::unlimited();
     config.bootstrap.admin_password = Some(SecretString::from(ADMIN_PASSWORD));
     config.tls.cert_file = Some(cert_path);
     config.tls.key_file = Some(key_path);

@@ -161,6 +161,9 @@ pub enum ServerFrame {
         reference: Option<String>,
         code: String,
         message: String,
+        /// With `too_many_requests`: how long to wait before trying again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// The server could not keep up with this connection (or lost events for it): the
     /// client must reconnect and `resume`. The server closes right after.

@@ -13,7 +13,8 @@ use crate::api::{self, AppState, HttpLimits};
 use crate::audit::checkpoint::{self, CheckpointSettings, CheckpointSigner};
 use crate::blob::keys::KeyRing;
 use crate::blob::BlobStore;
-use crate::bus::LocalBus;
+use crate::bus::nats::NatsBus;
+use crate::bus::{Bus, Hub, LocalBus};
 use crate::config::Config;
 use crate::domain::files::FileServices;
 use crate::domain::operator::Bootstrap;
@@ -58,8 +59,10 @@ pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
         DomainSettings {
             totp_issuer: config.auth.totp_issuer.clone(),
             max_message_chars: config.messages.max_body_chars,
+            posts_per_minute: config.limits.posts_per_minute,
+            posts_burst: config.limits.posts_burst,
         },
-        Arc::new(LocalBus::new(config.ws.bus_capacity)),
+        open_bus(config).await?,
         open_files(config)?,
     );
     match domain
@@ -84,6 +87,20 @@ pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
         Bootstrap::AlreadyDone => {}
     }
     Ok(domain)
+}
+
+/// The cluster bus the configuration names. A NATS bus that cannot reach its server
+/// yet still starts: it keeps trying, and the node serves its own clients meanwhile.
+async fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
+    let inbox = config.ws.bus_capacity;
+    Ok(match config.bus.kind.as_str() {
+        "nats" => Arc::new(
+            NatsBus::connect(&config.bus, Arc::new(Hub::new(inbox)))
+                .await
+                .context("connecting to the cluster bus")?,
+        ),
+        _ => Arc::new(LocalBus::new(inbox)),
+    })
 }
 
 /// Creates the data dir owner-only (0700): it holds the database with password hashes
@@ -189,6 +206,7 @@ impl Application {
             shutdown: stop_rx,
             ws: config.ws.clone(),
             audit_verifier: audit_signer.verifier(),
+            live: config.limits.clone(),
         };
         let router = api::router(
             state,
@@ -274,6 +292,7 @@ impl Application {
                 }
             })
         };
+        let revocations = domain.spawn_revocation_watch();
         let checkpointer =
             checkpoint::spawn(domain.store().clone(), audit_signer, checkpoint_settings);
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
@@ -325,6 +344,7 @@ impl Application {
         }
         pruner.abort();
         checkpointer.abort();
+        revocations.abort();
         domain.store().close().await;
         tracing::info!("stopped");
         Ok(())

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 /// maps to `[section] key`.
 const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "database_url"];
 const SECTIONS: &[&str] = &[
-    "http", "tls", "auth", "log", "database", "ws", "messages", "files", "audit",
+    "http", "tls", "auth", "log", "database", "ws", "messages", "files", "audit", "bus",
+    "limits",
 ];
 /// Variables read directly rather than through the layered configuration.
 const DIRECT_VARS: &[&str] = &[
@@ -24,6 +25,10 @@ const DIRECT_VARS: &[&str] = &[
     "TSUNAGU_CONFIG",
     "TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD",
     "TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD_FILE",
+    "TSUNAGU_BUS_TOKEN",
+    "TSUNAGU_BUS_TOKEN_FILE",
+    "TSUNAGU_BUS_PASSWORD",
+    "TSUNAGU_BUS_PASSWORD_FILE",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,6 +49,8 @@ pub struct Config {
     pub messages: MessagesConfig,
     pub files: FilesConfig,
     pub audit: AuditConfig,
+    pub bus: BusConfig,
+    pub limits: LimitsConfig,
     #[serde(skip)]
     pub bootstrap: BootstrapConfig,
 }
@@ -119,7 +126,7 @@ pub struct WsConfig {
     pub heartbeat_secs: u64,
     /// Seconds a new connection has to send its `auth` frame.
     pub auth_timeout_secs: u64,
-    /// Events buffered on the in-process bus; a connection further behind resyncs.
+    /// Events waiting in one connection's inbox; a connection further behind resyncs.
     pub bus_capacity: usize,
 }
 
@@ -130,7 +137,7 @@ impl Default for WsConfig {
             max_frame_bytes: 64 * 1024,
             heartbeat_secs: 30,
             auth_timeout_secs: 10,
-            bus_capacity: 8192,
+            bus_capacity: 1024,
         }
     }
 }
@@ -199,6 +206,98 @@ impl Default for FilesConfig {
     }
 }
 
+/// The cluster bus that carries live events between nodes (docs/operations.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// `local` (one process) or `nats` (a cluster).
+    pub kind: String,
+    /// NATS server URL(s), comma-separated.
+    pub url: String,
+    /// Subjects are `<subject_prefix>.ev.<region_id>`.
+    pub subject_prefix: String,
+    pub user: Option<String>,
+    /// A NATS `.creds` file (JWT + NKey).
+    pub creds_file: Option<PathBuf>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_required: bool,
+    /// Events waiting to leave this node; beyond it the cluster is told to catch up.
+    pub publish_queue: usize,
+    /// Events waiting on our subscription before NATS reports a slow consumer.
+    pub subscription_capacity: usize,
+    /// Read from `TSUNAGU_BUS_TOKEN` (or `_FILE`) only.
+    #[serde(skip)]
+    pub token: Option<SecretString>,
+    /// Read from `TSUNAGU_BUS_PASSWORD` (or `_FILE`) only.
+    #[serde(skip)]
+    pub password: Option<SecretString>,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            kind: "local".into(),
+            url: "nats://127.0.0.1:4222".into(),
+            subject_prefix: "tsunagu".into(),
+            user: None,
+            creds_file: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_required: false,
+            publish_queue: 65_536,
+            subscription_capacity: 65_536,
+            token: None,
+            password: None,
+        }
+    }
+}
+
+/// Per-user limits that keep one runaway client from flooding a thread. Each is a token
+/// bucket: `*_per_minute` is the refill rate, `*_burst` what can be spent at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Posts (REST and websocket together) per user.
+    pub posts_per_minute: u32,
+    pub posts_burst: u32,
+    /// `typing` frames per connection.
+    pub typing_per_minute: u32,
+    pub typing_burst: u32,
+    /// Read receipts per connection.
+    pub reads_per_minute: u32,
+    pub reads_burst: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            posts_per_minute: 300,
+            posts_burst: 60,
+            typing_per_minute: 60,
+            typing_burst: 10,
+            reads_per_minute: 600,
+            reads_burst: 60,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Limits no test or load generator reaches (they post far faster than a person).
+    pub fn unlimited() -> Self {
+        LimitsConfig {
+            posts_per_minute: 100_000_000,
+            posts_burst: 1_000_000,
+            typing_per_minute: 100_000_000,
+            typing_burst: 1_000_000,
+            reads_per_minute: 100_000_000,
+            reads_burst: 1_000_000,
+        }
+    }
+}
+
 /// The audit log's signed checkpoints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -245,6 +344,8 @@ impl Default for Config {
             messages: MessagesConfig::default(),
             files: FilesConfig::default(),
             audit: AuditConfig::default(),
+            bus: BusConfig::default(),
+            limits: LimitsConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }
@@ -345,6 +446,8 @@ impl Config {
         let mut config: Config = figment.extract().map_err(Box::new)?;
         config.bootstrap.admin_password = read_secret("TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD")?;
         config.files.s3_secret_access_key = read_secret("TSUNAGU_FILES_S3_SECRET_ACCESS_KEY")?;
+        config.bus.token = read_secret("TSUNAGU_BUS_TOKEN")?;
+        config.bus.password = read_secret("TSUNAGU_BUS_PASSWORD")?;
         config.files.env_keks = std::env::var("TSUNAGU_FILES_KEKS")
             .ok()
             .map(SecretString::from);
@@ -386,6 +489,15 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "auth bursts must be at least 1".into(),
             ));
+        }
+        if !matches!(self.bus.kind.as_str(), "local" | "nats") {
+            return Err(ConfigError::Invalid("bus.kind must be local or nats".into()));
+        }
+        let l = &self.limits;
+        if [l.posts_per_minute, l.posts_burst, l.typing_per_minute, l.typing_burst, l.reads_per_minute, l.reads_burst]
+            .contains(&0)
+        {
+            return Err(ConfigError::Invalid("limits must be at least 1".into()));
         }
         if self.audit.checkpoint_every == 0
             || self.audit.checkpoint_every > i64::MAX as u64

@@ -261,6 +261,9 @@ async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
             eprintln!("second factor removed");
         }
     }
+    // Running nodes on the cluster bus hear of it now (and the others within a second,
+    // from the sessions table): sockets of revoked sessions close.
+    domain.bus().flush().await;
     domain.store().close().await;
     Ok(())
 }

@@ -297,6 +297,9 @@ impl Spawned {
             // Thousands of sign-ins from one address are the point here.
             .env("TSUNAGU_AUTH_IP_BURST", "1000000")
             .env("TSUNAGU_AUTH_ACCOUNT_BURST", "1000")
+            // The load generator posts far faster than a person: lift the per-user limits.
+            .env("TSUNAGU_LIMITS_POSTS_PER_MINUTE", "100000000")
+            .env("TSUNAGU_LIMITS_POSTS_BURST", "1000000")
             // Bulk-seeded audit entries would otherwise be re-hashed by the checkpoint
             // task while the audit workload is measured (in production entries arrive
             // one by one and checkpoints are amortised).

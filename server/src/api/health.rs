@@ -15,7 +15,9 @@ pub async fn healthz() -> impl IntoResponse {
     axum::Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the database answers and the node is not shutting down.
+/// Readiness: the database answers and the node is not shutting down. A node whose
+/// cluster bus is away stays ready (it serves its clients; they catch up from the
+/// database when the bus returns) and says `"bus": "degraded"`.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready"), (status = 503, description = "Not ready"))
@@ -39,7 +41,12 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<impl IntoRespons
             "database unreachable",
         )
     })?;
-    Ok(axum::Json(json!({ "status": "ready" })))
+    let bus = state.domain.bus().health();
+    let status = match bus {
+        crate::bus::BusHealth::Degraded => "degraded",
+        _ => "ready",
+    };
+    Ok(axum::Json(json!({ "status": status, "bus": bus.as_str() })))
 }
 
 /// Prometheus text exposition.

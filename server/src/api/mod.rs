@@ -51,6 +51,8 @@ pub struct AppState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Websocket limits.
     pub ws: crate::config::WsConfig,
+    /// Per-connection limits on typing and read frames.
+    pub live: crate::config::LimitsConfig,
     /// Checks the signatures of audit checkpoints.
     pub audit_verifier: crate::audit::checkpoint::CheckpointVerifier,
 }

@@ -6,7 +6,7 @@ use serde_json::json;
 use tsunagu_protocol::accounts::{Me, UserRole};
 use tsunagu_protocol::auth::{ChangePasswordRequest, LoginRequest, TokenResponse, TotpEnrollment};
 
-use super::access::{PendingAction, Session};
+use super::access::{Member, PendingAction, Session};
 use super::error::{DomainError, Result};
 use super::{convert, password, tokens, totp, validate, Domain};
 use crate::audit::{self, Action, Actor, Event, Outcome, RequestMeta};
@@ -233,6 +233,15 @@ impl Domain {
             is_region_admin: row.role == UserRole::RegionAdmin.as_str(),
             pending,
         })
+    }
+
+    /// Whether the session behind a live connection still stands (not revoked, the
+    /// account active): a connection asks after it may have missed a revocation.
+    pub async fn session_active(&self, member: &Member) -> Result<bool> {
+        let s = member.session();
+        let mut conn = self.store().conn().await?;
+        let row = users::auth_context(&mut conn, s.session_id(), &s.user_id().to_string()).await?;
+        Ok(row.is_some_and(|r| r.active != 0 && r.region_id == s.region_id().to_string()))
     }
 
     /// The caller, their region and organisation.

@@ -116,6 +116,7 @@ impl Domain {
         if req.mentions.len() > 100 {
             return Err(DomainError::Invalid("too many mentions".into()));
         }
+        self.spend_post(&member.session().user_id().to_string())?;
         let mut tx = self.store().begin().await?;
         let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
         let author = member.session().user_id().to_string();

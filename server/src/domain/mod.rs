@@ -10,6 +10,7 @@ mod convert;
 pub mod error;
 pub mod files;
 pub mod groups;
+pub mod live;
 pub mod messages;
 pub mod operator;
 pub mod password;
@@ -38,6 +39,9 @@ pub struct DomainSettings {
     pub totp_issuer: String,
     /// Longest message body, in characters.
     pub max_message_chars: usize,
+    /// Posts per user (REST and websocket together): refill per minute and burst.
+    pub posts_per_minute: u32,
+    pub posts_burst: u32,
 }
 
 /// The domain service: shared, cheap to clone.
@@ -53,6 +57,8 @@ struct Inner {
     settings: DomainSettings,
     bus: Arc<dyn Bus>,
     files: files::FileServices,
+    /// Posting allowance per user, so one runaway client cannot flood a thread.
+    posts: governor::DefaultKeyedRateLimiter<String>,
     /// A real argon2 hash of a random password, verified against when the login id is
     /// unknown so that both cases cost the same time.
     dummy_hash: OnceCell<String>,
@@ -67,8 +73,15 @@ impl Domain {
         bus: Arc<dyn Bus>,
         files: files::FileServices,
     ) -> Self {
+        let posts = governor::RateLimiter::keyed(
+            governor::Quota::per_minute(
+                std::num::NonZeroU32::new(settings.posts_per_minute).unwrap_or(std::num::NonZeroU32::MIN),
+            )
+            .allow_burst(std::num::NonZeroU32::new(settings.posts_burst).unwrap_or(std::num::NonZeroU32::MIN)),
+        );
         Domain {
             inner: Arc::new(Inner {
+                posts,
                 store,
                 signer,
                 throttle,
@@ -90,6 +103,20 @@ impl Domain {
 
     pub(crate) fn throttle(&self) -> &Throttle {
         &self.inner.throttle
+    }
+
+    /// Spends one post of `user_id`'s allowance.
+    pub(crate) fn spend_post(&self, user_id: &str) -> Result<()> {
+        use governor::clock::{Clock, DefaultClock};
+        self.inner
+            .posts
+            .check_key(&user_id.to_owned())
+            .map_err(|not_until| DomainError::Throttled {
+                retry_after_secs: not_until
+                    .wait_time_from(DefaultClock::default().now())
+                    .as_secs()
+                    .max(1),
+            })
     }
 
     pub(crate) fn settings(&self) -> &DomainSettings {

@@ -123,3 +123,14 @@ pub async fn revoke_user_sessions(
     .await?;
     Ok(done.rows_affected())
 }
+
+/// Sessions revoked at or after `since` (ms): `(session_id, user_id, region_id)`.
+pub async fn revoked_since(conn: &mut Conn, since: i64) -> Result<Vec<(String, String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT s.id, s.user_id, u.region_id FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.revoked_at IS NOT NULL AND s.revoked_at >= $1",
+    )
+    .bind(since)
+    .fetch_all(conn)
+    .await?)
+}

@@ -149,6 +149,8 @@ async fn test_config(backend: Backend) -> Option<(Config, tempfile::TempDir, Opt
         ..Default::default()
     };
     config.log.level = "warn".into();
+    // Load tests post far faster than a person; the rate-limit tests set their own.
+    config.limits = tsunagu_server::config::LimitsConfig::unlimited();
     // Tests sign in many times from one address; the throttling tests set their own.
     config.auth.account_burst = 20;
     config.auth.ip_burst = 200;

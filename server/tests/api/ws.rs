@@ -288,7 +288,8 @@ async fn a_retried_post_over_the_socket_returns_the_original_message(app: TestAp
         ServerFrame::Error {
             reference: Some("r3".into()),
             code: "not_found".into(),
-            message: "thread not found".into()
+            message: "thread not found".into(),
+            retry_after_ms: None,
         }
     );
 }

@@ -871,6 +871,7 @@ fn error_of(f: ServerFrame) -> (Option<String>, String, String) {
             reference,
             code,
             message,
+            ..
         } => (reference, code, message),
         other => panic!("expected an error frame, got {other:?}"),
     }

@@ -32,6 +32,7 @@ async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Server
         .env("TSUNAGU_LISTEN", format!("127.0.0.1:{port}"))
         .env("TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("TSUNAGU_AUTH_ACCOUNT_BURST", "1000")
+        .env("TSUNAGU_LIMITS_POSTS_BURST", "1000000")
         .env("TSUNAGU_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());

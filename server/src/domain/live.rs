@@ -1,0 +1,59 @@
+//! Background duties that keep live connections honest across processes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Domain;
+use crate::bus::{Audience, Event, Payload};
+use crate::clock::now_ms;
+use crate::store::sessions;
+
+/// How far back each poll looks. Wider than any sane clock skew between nodes; the
+/// `seen` set keeps a revocation from being announced twice.
+const WINDOW_MS: i64 = 60_000;
+
+impl Domain {
+    /// Polls the sessions table once a second and closes this node's sockets of every
+    /// session revoked anywhere — by another node, or by a shell command such as
+    /// `tsunagu-server admin reset-password` on a single-node install without a cluster
+    /// bus. With NATS the same news usually arrives first on the bus; this poll is the
+    /// floor that does not depend on it.
+    pub fn spawn_revocation_watch(&self) -> tokio::task::JoinHandle<()> {
+        let domain = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut seen: HashMap<String, i64> = HashMap::new();
+            loop {
+                tick.tick().await;
+                let now = now_ms();
+                let rows = match domain.store().conn().await {
+                    Ok(mut conn) => sessions::revoked_since(&mut conn, now - WINDOW_MS).await,
+                    Err(e) => Err(e),
+                };
+                match rows {
+                    Ok(rows) => {
+                        for (session_id, user_id, region_id) in rows {
+                            if seen.insert(session_id.clone(), now).is_some() {
+                                continue;
+                            }
+                            domain.bus().hub().deliver(Arc::new(Event {
+                                region_id,
+                                audience: Audience {
+                                    users: vec![user_id.clone()],
+                                    ..Default::default()
+                                },
+                                payload: Payload::SessionsRevoked {
+                                    user_id,
+                                    session_id: Some(session_id),
+                                },
+                            }));
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "revocation watch: poll failed"),
+                }
+                seen.retain(|_, at| *at > now - 2 * WINDOW_MS);
+            }
+        })
+    }
+}
