@@ -21,6 +21,16 @@ use crate::store::messages::{self, MessageRow};
 use crate::store::threads::{self, ThreadRow};
 use crate::store::Conn;
 
+/// What one post did inside its batch's transaction.
+pub(super) enum Posted {
+    /// Stored; published once the batch commits.
+    New(Message, ThreadReader),
+    /// A retry: the original message, nothing stored.
+    Existing(Message),
+    /// Another transaction stored the same `client_msg_id` first: look again.
+    Raced,
+}
+
 /// Largest page of messages one call returns.
 pub const MAX_PAGE: i64 = 200;
 const DEFAULT_PAGE: i64 = 50;
@@ -101,6 +111,7 @@ impl Domain {
     /// Posts a message. The `seq` is taken in the same transaction that stores it, so
     /// seqs are gap-free and the answer comes only after commit. A retry with the same
     /// `client_msg_id` returns the original message (`false`: nothing new was stored).
+    /// Posts that arrive together share one transaction (`domain::commit`).
     pub async fn post_message(
         &self,
         member: &Member,
@@ -109,7 +120,7 @@ impl Domain {
         _meta: &RequestMeta,
     ) -> Result<(Message, bool)> {
         check_client_msg_id(&req.client_msg_id)?;
-        let body = validate::text("body", &req.body, self.settings().max_message_chars)?;
+        validate::text("body", &req.body, self.settings().max_message_chars)?;
         if req.attachments.len() > 20 {
             return Err(DomainError::Invalid("at most 20 attachments".into()));
         }
@@ -117,24 +128,36 @@ impl Domain {
             return Err(DomainError::Invalid("too many mentions".into()));
         }
         self.spend_post(&member.session().user_id().to_string())?;
-        let mut tx = self.store().begin().await?;
-        let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
+        self.commit_post(member.clone(), thread_id, req).await
+    }
+
+    /// One post inside the (shared) transaction `tx`. Nothing here commits; on error
+    /// the caller rolls back to the savepoint it took, so other posts of the batch stand.
+    pub(super) async fn post_in_tx(
+        &self,
+        tx: &mut Conn,
+        member: &Member,
+        thread_id: &ThreadId,
+        req: &PostMessage,
+    ) -> Result<Posted> {
+        let body = validate::text("body", &req.body, self.settings().max_message_chars)?;
+        let reader = self.thread_reader(tx, member, thread_id).await?;
         let author = member.session().user_id().to_string();
         if let Some(existing) =
-            messages::find_by_client_id(&mut tx, &reader.thread.id, &author, &req.client_msg_id)
+            messages::find_by_client_id(tx, &reader.thread.id, &author, &req.client_msg_id)
                 .await?
         {
             let message = self
-                .wire_messages(&mut tx, &reader.thread, vec![existing])
+                .wire_messages(tx, &reader.thread, vec![existing])
                 .await?
                 .remove(0);
-            return Ok((message, false));
+            return Ok(Posted::Existing(message));
         }
         if reader.archived {
             return Err(DomainError::Conflict("the group is archived".into()));
         }
         if let Some(reply_to) = &req.reply_to {
-            if messages::get(&mut tx, &reader.thread.id, &reply_to.to_string())
+            if messages::get(tx, &reader.thread.id, &reply_to.to_string())
                 .await?
                 .is_none()
             {
@@ -147,7 +170,7 @@ impl Domain {
         mentions.sort();
         mentions.dedup();
         for m in &mentions {
-            if threads::access(&mut tx, &reader.thread_region(), &reader.thread.id, m)
+            if threads::access(tx, &reader.thread_region(), &reader.thread.id, m)
                 .await?
                 .is_none()
             {
@@ -161,14 +184,14 @@ impl Domain {
         attachments.dedup();
         // Attachments must be live files uploaded into this very thread: a file of a
         // 内緒話 can never be attached to the main timeline.
-        if messages::attachment_files_in_thread(&mut tx, &reader.thread.id, &attachments).await?
+        if messages::attachment_files_in_thread(tx, &reader.thread.id, &attachments).await?
             != attachments.len()
         {
             return Err(DomainError::Invalid(
                 "attachments must be files uploaded to this thread".into(),
             ));
         }
-        let seq = threads::next_seq(&mut tx, &reader.thread.id).await?;
+        let seq = threads::next_seq(tx, &reader.thread.id).await?;
         let row = MessageRow {
             id: MessageId::new().to_string(),
             thread_id: reader.thread.id.clone(),
@@ -183,35 +206,24 @@ impl Domain {
             edited_at: None,
             deleted_at: None,
         };
-        if !messages::insert(&mut tx, &row).await? {
-            // A concurrent retry won the race: answer with its message.
-            drop(tx);
-            let mut conn = self.store().conn().await?;
-            let existing = messages::find_by_client_id(
-                &mut conn,
-                &reader.thread.id,
-                &author,
-                &req.client_msg_id,
-            )
-            .await?
-            .ok_or_else(|| DomainError::Internal("idempotent post vanished".into()))?;
-            let message = self
-                .wire_messages(&mut conn, &reader.thread, vec![existing])
-                .await?
-                .remove(0);
-            return Ok((message, false));
+        if !messages::insert(tx, &row).await? {
+            // A concurrent retry (on another node) won the race.
+            return Ok(Posted::Raced);
         }
         // The author has read the thread up to their own message.
-        threads::mark_read(&mut tx, &reader.thread.id, &author, seq, now_ms()).await?;
-        tx.commit().await?;
+        threads::mark_read(tx, &reader.thread.id, &author, seq, now_ms()).await?;
         let message = wire_message(&row, Vec::new(), 0)?;
+        Ok(Posted::New(message, reader))
+    }
+
+    /// Publishes a committed post to its thread's audience.
+    pub(super) fn publish_post(&self, reader: &ThreadReader, message: &Message) {
         self.publish_thread(
-            &reader,
+            reader,
             Payload::frame(ServerFrame::MessageCreated {
                 message: message.clone(),
             }),
         );
-        Ok((message, true))
     }
 
     /// A page of the timeline. See [`PageQuery`].

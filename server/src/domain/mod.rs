@@ -6,6 +6,7 @@ pub mod access;
 pub mod admin;
 pub mod audit_reports;
 pub mod auth;
+mod commit;
 mod convert;
 pub mod error;
 pub mod files;
@@ -57,6 +58,8 @@ struct Inner {
     settings: DomainSettings,
     bus: Arc<dyn Bus>,
     files: files::FileServices,
+    /// The queue in front of the post committers (group commit).
+    commit: commit::GroupCommit,
     /// Posting allowance per user, so one runaway client cannot flood a thread.
     posts: governor::DefaultKeyedRateLimiter<String>,
     /// A real argon2 hash of a random password, verified against when the login id is
@@ -82,6 +85,7 @@ impl Domain {
         Domain {
             inner: Arc::new(Inner {
                 posts,
+                commit: commit::GroupCommit::default(),
                 store,
                 signer,
                 throttle,

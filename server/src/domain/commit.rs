@@ -1,0 +1,182 @@
+//! Group commit for posts. Posts that arrive while a transaction is committing wait in
+//! a queue; the next transaction takes all of them (up to a bound), each inside its
+//! own savepoint, and commits once. A commit — the fsync on SQLite, the WAL flush on
+//! PostgreSQL — is the expensive part of a post, so a busy thread or region pays it
+//! once per batch instead of once per message.
+//!
+//! What does not change: each post is acknowledged only after the commit that holds
+//! it; each gets its gap-free `seq` from the same transaction; a retried
+//! `client_msg_id` returns the original (also within one batch); a post that fails its
+//! checks is rolled back to its savepoint and answered alone, the others stand.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use sqlx::Acquire;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use tsunagu_protocol::ids::ThreadId;
+use tsunagu_protocol::messaging::{Message, PostMessage};
+
+use super::access::Member;
+use super::error::{DomainError, Result};
+use super::messages::Posted;
+use super::{Domain, Inner};
+use crate::store::messages as store_messages;
+use crate::store::Backend;
+
+/// Most posts one transaction takes.
+const MAX_BATCH: usize = 128;
+/// Posts waiting for a transaction; beyond it posters wait for room.
+const QUEUE: usize = 4096;
+
+pub(super) struct PostJob {
+    member: Member,
+    thread_id: ThreadId,
+    req: PostMessage,
+    reply: oneshot::Sender<Result<(Message, bool)>>,
+}
+
+/// The queue in front of the committers. Started on first use, inside the runtime.
+#[derive(Default)]
+pub(super) struct GroupCommit {
+    queue: OnceLock<mpsc::Sender<PostJob>>,
+}
+
+impl Domain {
+    /// Queues a post for the next batch and waits for its commit.
+    pub(super) async fn commit_post(
+        &self,
+        member: Member,
+        thread_id: ThreadId,
+        req: PostMessage,
+    ) -> Result<(Message, bool)> {
+        let queue = self.inner.commit.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            let rx = Arc::new(Mutex::new(rx));
+            // SQLite has one writer at a time: one committer. PostgreSQL takes several
+            // transactions at once; posts to one thread still serialise on its row.
+            let committers = match self.store().backend() {
+                Backend::Sqlite => 1,
+                Backend::Postgres => 4,
+            };
+            for _ in 0..committers {
+                tokio::spawn(run(Arc::downgrade(&self.inner), rx.clone()));
+            }
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(PostJob {
+                member,
+                thread_id,
+                req,
+                reply,
+            })
+            .await
+            .map_err(|_| DomainError::Internal("post queue closed".into()))?;
+        answer
+            .await
+            .map_err(|_| DomainError::Internal("post dropped before commit".into()))?
+    }
+
+    /// One transaction for `jobs`; answers each after the commit.
+    async fn commit_batch(&self, jobs: Vec<PostJob>) {
+        metrics::histogram!("tsunagu_post_batch_size").record(jobs.len() as f64);
+        let mut tx = match self.store().begin().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::error!(error = %e, "group commit: begin failed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(DomainError::Internal(format!("begin: {e}"))));
+                }
+                return;
+            }
+        };
+        let mut results: Vec<(PostJob, Result<Posted>)> = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let outcome = self.post_with_savepoint(&mut tx, &job).await;
+            results.push((job, outcome));
+        }
+        let stored = results
+            .iter()
+            .any(|(_, r)| matches!(r, Ok(Posted::New(..))));
+        let committed = if stored {
+            tx.commit().await.map_err(|e| e.to_string())
+        } else {
+            // Nothing written (retries, refusals): no commit to wait for.
+            tx.rollback().await.map_err(|e| e.to_string())
+        };
+        for (job, outcome) in results {
+            let answer = match (outcome, &committed) {
+                (Ok(Posted::New(message, reader)), Ok(())) => {
+                    self.publish_post(&reader, &message);
+                    Ok((message, true))
+                }
+                (Ok(Posted::Existing(message)), _) => Ok((message, false)),
+                (Ok(Posted::New(..)), Err(e)) => {
+                    tracing::error!(error = %e, "group commit: commit failed");
+                    Err(DomainError::Internal(format!("commit: {e}")))
+                }
+                (Ok(Posted::Raced), _) => Err(DomainError::Internal("post raced".into())),
+                (Err(e), _) => Err(e),
+            };
+            let _ = job.reply.send(answer);
+        }
+    }
+
+    /// One post in its own savepoint: rolled back alone when it fails.
+    async fn post_with_savepoint(&self, tx: &mut crate::store::Tx, job: &PostJob) -> Result<Posted> {
+        let mut sp = tx.begin().await?;
+        match self.post_in_tx(&mut sp, &job.member, &job.thread_id, &job.req).await {
+            Ok(Posted::Raced) => {
+                sp.rollback().await?;
+                // The winner committed first: answer with its message.
+                let existing = store_messages::find_by_client_id(
+                    tx,
+                    &job.thread_id.to_string(),
+                    &job.member.session().user_id().to_string(),
+                    &job.req.client_msg_id,
+                )
+                .await?
+                .ok_or_else(|| DomainError::Internal("idempotent post vanished".into()))?;
+                let reader = self.thread_reader(tx, &job.member, &job.thread_id).await?;
+                let message = self
+                    .wire_messages(tx, &reader.thread, vec![existing])
+                    .await?
+                    .remove(0);
+                Ok(Posted::Existing(message))
+            }
+            Ok(posted) => {
+                sp.commit().await?;
+                Ok(posted)
+            }
+            Err(e) => {
+                sp.rollback().await?;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A committer: takes what is waiting, commits it, repeats. Ends with the domain.
+async fn run(domain: Weak<Inner>, rx: Arc<Mutex<mpsc::Receiver<PostJob>>>) {
+    loop {
+        let batch = {
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let Some(inner) = domain.upgrade() else {
+            return;
+        };
+        Domain { inner }.commit_batch(batch).await;
+    }
+}
