@@ -220,6 +220,9 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // Idle connections need many descriptors, here and in a spawned server (children
     // inherit the limit).
+    // As root the hard limit itself can be raised (up to fs.nr_open); otherwise the
+    // soft limit goes up to the hard one.
+    let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, 400_000, 400_000);
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -88,7 +88,7 @@ pub async fn open(
     token: &str,
     threads: &BTreeMap<ThreadId, i64>,
 ) -> anyhow::Result<(Sink, Source)> {
-    let (socket, _) = tokio::time::timeout(HANDSHAKE, tokio_tungstenite::connect_async(url))
+    let (socket, _) = tokio::time::timeout(HANDSHAKE, connect(url))
         .await
         .context("connecting")??;
     let (mut sink, mut source) = socket.split();
@@ -103,6 +103,35 @@ pub async fn open(
     .await?;
     wait_for(&mut source, "resumed").await?;
     Ok((sink, source))
+}
+
+/// Source addresses for loopback connections. One source address gives at most the
+/// ephemeral port range (about 28,000 ports here) of connections to one server port;
+/// spreading them over 127.0.0.2–127.0.0.33 allows far more.
+const SOURCE_ADDRESSES: u32 = 32;
+
+/// Connects to `url`; for a plain `ws://127.0.0.1` URL, from a rotating loopback source
+/// address so that tens of thousands of connections fit in the port range.
+async fn connect(
+    url: &str,
+) -> Result<(Socket, tokio_tungstenite::tungstenite::handshake::client::Response), tokio_tungstenite::tungstenite::Error> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let parsed = url::Url::parse(url).ok();
+    let target = parsed.as_ref().and_then(|u| {
+        let host: std::net::Ipv4Addr = u.host_str()?.parse().ok()?;
+        (u.scheme() == "ws" && host.is_loopback()).then(|| (host, u.port().unwrap_or(80)))
+    });
+    let Some((host, port)) = target else {
+        return tokio_tungstenite::connect_async(url).await;
+    };
+    let k = NEXT.fetch_add(1, Ordering::Relaxed) % SOURCE_ADDRESSES;
+    let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + k as u8);
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind((source, 0).into())?;
+    let tcp = socket.connect((host, port).into()).await?;
+    let _ = tcp.set_nodelay(true);
+    tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)).await
 }
 
 /// A message body that carries its index and send time, padded to the length of a
