@@ -292,7 +292,7 @@ impl Application {
                 }
             })
         };
-        let revocations = domain.spawn_revocation_watch();
+        let revocations = domain.spawn_live_watch();
         let checkpointer =
             checkpoint::spawn(domain.store().clone(), audit_signer, checkpoint_settings);
         let service = router.into_make_service_with_connect_info::<SocketAddr>();

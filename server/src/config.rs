@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 /// maps to `[section] key`.
 const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "database_url"];
 const SECTIONS: &[&str] = &[
-    "http", "tls", "auth", "log", "database", "ws", "messages", "files", "audit", "bus",
-    "limits",
+    "http", "tls", "auth", "log", "database", "ws", "messages", "files", "audit", "bus", "limits",
 ];
 /// Variables read directly rather than through the layered configuration.
 const DIRECT_VARS: &[&str] = &[
@@ -491,11 +490,20 @@ impl Config {
             ));
         }
         if !matches!(self.bus.kind.as_str(), "local" | "nats") {
-            return Err(ConfigError::Invalid("bus.kind must be local or nats".into()));
+            return Err(ConfigError::Invalid(
+                "bus.kind must be local or nats".into(),
+            ));
         }
         let l = &self.limits;
-        if [l.posts_per_minute, l.posts_burst, l.typing_per_minute, l.typing_burst, l.reads_per_minute, l.reads_burst]
-            .contains(&0)
+        if [
+            l.posts_per_minute,
+            l.posts_burst,
+            l.typing_per_minute,
+            l.typing_burst,
+            l.reads_per_minute,
+            l.reads_burst,
+        ]
+        .contains(&0)
         {
             return Err(ConfigError::Invalid("limits must be at least 1".into()));
         }

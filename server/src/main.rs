@@ -122,6 +122,8 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            // Every websocket is a descriptor: take the hard limit the system allows.
+            let _ = rlimit::increase_nofile_limit(u64::MAX);
             let app = Application::build(&config).await?;
             app.run_until_stopped(shutdown_signal()).await?;
         }

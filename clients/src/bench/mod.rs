@@ -18,6 +18,7 @@
 //! known with `--spawn`, or given with `--database`.
 
 mod baseline;
+mod core;
 mod db;
 mod files;
 mod idle;
@@ -113,16 +114,20 @@ pub enum Workload {
     Files,
     Paging,
     Audit,
+    Commit,
+    Signins,
 }
 
 impl Workload {
-    const ALL: [Workload; 6] = [
+    const ALL: [Workload; 8] = [
         Workload::Fanout,
         Workload::Groups,
         Workload::Idle,
         Workload::Files,
         Workload::Paging,
         Workload::Audit,
+        Workload::Commit,
+        Workload::Signins,
     ];
 
     fn name(self) -> &'static str {
@@ -133,6 +138,8 @@ impl Workload {
             Workload::Files => "files",
             Workload::Paging => "paging",
             Workload::Audit => "audit",
+            Workload::Commit => "commit",
+            Workload::Signins => "signins",
         }
     }
 }
@@ -155,6 +162,9 @@ pub struct Sizes {
     pub paging_repeats: usize,
     pub audit_rows: i64,
     pub audit_repeats: usize,
+    pub commit_posters: usize,
+    pub commit_posts: usize,
+    pub signins: usize,
 }
 
 impl Sizes {
@@ -175,6 +185,9 @@ impl Sizes {
                 paging_repeats: 200,
                 audit_rows: 100_000,
                 audit_repeats: 20,
+                commit_posters: 16,
+                commit_posts: 1600,
+                signins: 300,
             }
         } else {
             Sizes {
@@ -191,6 +204,9 @@ impl Sizes {
                 paging_repeats: 500,
                 audit_rows: 1_000_000,
                 audit_repeats: 50,
+                commit_posters: 32,
+                commit_posts: 8000,
+                signins: 2000,
             }
         };
         if let Some(n) = cli.idle_connections {
@@ -295,6 +311,8 @@ async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<()> {
         .map(|w| match w {
             Workload::Fanout => sizes.fanout_members,
             Workload::Groups => sizes.posters + sizes.group_others,
+            Workload::Commit => sizes.commit_posters,
+            Workload::Signins => 100,
             _ => 1,
         })
         .max()
@@ -318,8 +336,10 @@ async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<()> {
         eprintln!("== {} ==", w.name());
         // Memory figures start from a fresh server process (on the same data), not on
         // top of what sign-ins and earlier workloads left in its allocator.
-        if matches!(w, Workload::Idle | Workload::Files | Workload::Audit)
-            && target.restart().await?
+        if matches!(
+            w,
+            Workload::Idle | Workload::Files | Workload::Audit | Workload::Signins
+        ) && target.restart().await?
         {
             eprintln!("(server restarted for a clean memory baseline)");
             rss_checkpoint(
@@ -336,6 +356,8 @@ async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<()> {
             Workload::Files => files::run(&target, &users, &sizes, &mut report).await,
             Workload::Paging => db::paging(&target, &users, &sizes, &mut report).await,
             Workload::Audit => db::audit(&target, &users, &sizes, &mut report).await,
+            Workload::Commit => core::commit(&target, &users, &sizes, &mut report).await,
+            Workload::Signins => core::signins(&target, &users, &sizes, &mut report).await,
         };
         if let Err(e) = outcome {
             eprintln!("{}: FAILED: {e:#}", w.name());

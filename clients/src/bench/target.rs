@@ -25,6 +25,7 @@ const SETUP_CONCURRENCY: usize = 8;
 #[derive(Clone)]
 pub struct User {
     pub id: UserId,
+    pub login: String,
     pub client: Client,
 }
 
@@ -211,6 +212,7 @@ impl Target {
                         .with_context(|| format!("signing in as {login}"))?;
                     Ok::<_, anyhow::Error>(User {
                         id: created.id,
+                        login,
                         client,
                     })
                 }

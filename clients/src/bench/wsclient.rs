@@ -114,7 +114,13 @@ const SOURCE_ADDRESSES: u32 = 32;
 /// address so that tens of thousands of connections fit in the port range.
 async fn connect(
     url: &str,
-) -> Result<(Socket, tokio_tungstenite::tungstenite::handshake::client::Response), tokio_tungstenite::tungstenite::Error> {
+) -> Result<
+    (
+        Socket,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let parsed = url::Url::parse(url).ok();

@@ -726,3 +726,29 @@ pub async fn verify_store(
     tx.rollback().await?;
     Ok(report)
 }
+
+/// Membership changes that narrow or widen what a user sees, recorded after `after_seq`:
+/// `(seq, region_id, user_id)`. Every node reads them to reload the visibility of its
+/// own sockets, so a removal reaches them even while the cluster bus is away.
+pub async fn access_changes_after(
+    conn: &mut Conn,
+    after_seq: i64,
+) -> Result<Vec<(i64, Option<String>, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT seq, region_id, target_id FROM audit_events \
+         WHERE seq > $1 AND outcome = 'success' AND target_kind = 'user' AND target_id IS NOT NULL \
+         AND action IN ('member_removed', 'member_added', 'thread_member_removed', 'thread_member_added') \
+         ORDER BY seq LIMIT 1000",
+    )
+    .bind(after_seq)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// The newest audit seq (0 for an empty log).
+pub async fn last_seq(conn: &mut Conn) -> Result<i64> {
+    let (seq,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM audit_events")
+        .fetch_one(conn)
+        .await?;
+    Ok(seq.unwrap_or(0))
+}

@@ -114,8 +114,7 @@ impl Hub {
         let reg = self.registry.read().unwrap_or_else(|e| e.into_inner());
         let offer = |id: &ConnId| {
             if let Some(sub) = reg.conns.get(id) {
-                if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(event.clone())
-                {
+                if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(event.clone()) {
                     sub.lagged.store(true, Ordering::Release);
                 }
             }
@@ -132,10 +131,8 @@ impl Hub {
         // A connection can sit under several keys: wake it once.
         let sets = threads.into_iter().chain(groups).chain(users);
         let mut seen: Option<HashSet<ConnId>> = None;
-        let several = usize::from(threads.is_some())
-            + usize::from(groups.is_some())
-            + a.users.len()
-            > 1;
+        let several =
+            usize::from(threads.is_some()) + usize::from(groups.is_some()) + a.users.len() > 1;
         for set in sets {
             for id in set {
                 if several && !seen.get_or_insert_with(HashSet::new).insert(*id) {

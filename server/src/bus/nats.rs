@@ -45,9 +45,17 @@ struct Wire {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "p", rename_all = "snake_case")]
 enum WirePayload {
-    Frame { kind: FrameKind, text: String },
-    AccessChanged { user_id: String },
-    SessionsRevoked { user_id: String, session_id: Option<String> },
+    Frame {
+        kind: FrameKind,
+        text: String,
+    },
+    AccessChanged {
+        user_id: String,
+    },
+    SessionsRevoked {
+        user_id: String,
+        session_id: Option<String>,
+    },
     CatchUp,
 }
 
@@ -246,9 +254,12 @@ impl NatsBus {
                     outbound.overflowed.store(true, Ordering::Release);
                 }
                 if out_rx.is_empty() && outbound.overflowed.swap(false, Ordering::AcqRel) {
-                    let body = serde_json::to_vec(&Wire::from_event(&outbound.node_id, &catch_up()))
-                        .unwrap_or_default();
-                    let _ = publisher.publish(format!("{subject_root}._cluster"), body.into()).await;
+                    let body =
+                        serde_json::to_vec(&Wire::from_event(&outbound.node_id, &catch_up()))
+                            .unwrap_or_default();
+                    let _ = publisher
+                        .publish(format!("{subject_root}._cluster"), body.into())
+                        .await;
                 }
             }
         });

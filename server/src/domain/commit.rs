@@ -7,11 +7,13 @@
 //! What does not change: each post is acknowledged only after the commit that holds
 //! it; each gets its gap-free `seq` from the same transaction; a retried
 //! `client_msg_id` returns the original (also within one batch); a post that fails its
-//! checks is rolled back to its savepoint and answered alone, the others stand.
+//! checks is refused alone, the others stand: every check reads before anything is
+//! written (`Domain::post_in_tx`), so a refusal leaves nothing to undo. A database
+//! error fails the whole batch (nothing of it was acknowledged; posters retry with
+//! their `client_msg_id`s).
 
 use std::sync::{Arc, OnceLock, Weak};
 
-use sqlx::Acquire;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tsunagu_protocol::ids::ThreadId;
 use tsunagu_protocol::messaging::{Message, PostMessage};
@@ -20,7 +22,6 @@ use super::access::Member;
 use super::error::{DomainError, Result};
 use super::messages::Posted;
 use super::{Domain, Inner};
-use crate::store::messages as store_messages;
 use crate::store::Backend;
 
 /// Most posts one transaction takes.
@@ -86,14 +87,32 @@ impl Domain {
             Err(e) => {
                 tracing::error!(error = %e, "group commit: begin failed");
                 for job in jobs {
-                    let _ = job.reply.send(Err(DomainError::Internal(format!("begin: {e}"))));
+                    let _ = job
+                        .reply
+                        .send(Err(DomainError::Internal(format!("begin: {e}"))));
                 }
                 return;
             }
         };
         let mut results: Vec<(PostJob, Result<Posted>)> = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let outcome = self.post_with_savepoint(&mut tx, &job).await;
+            let outcome = self
+                .post_in_tx(&mut tx, &job.member, &job.thread_id, &job.req)
+                .await;
+            // A database error leaves the transaction unusable (PostgreSQL aborts it):
+            // the batch fails as a whole and its posters retry with their ids.
+            if let Err(DomainError::Internal(cause)) = &outcome {
+                tracing::error!(error = %cause, "group commit: a post failed; rolling the batch back");
+                let cause = cause.clone();
+                let _ = tx.rollback().await;
+                let _ = job.reply.send(Err(DomainError::Internal(cause.clone())));
+                for (job, _) in results {
+                    let _ = job.reply.send(Err(DomainError::Internal(format!(
+                        "batch rolled back: {cause}"
+                    ))));
+                }
+                return;
+            }
             results.push((job, outcome));
         }
         let stored = results
@@ -116,43 +135,9 @@ impl Domain {
                     tracing::error!(error = %e, "group commit: commit failed");
                     Err(DomainError::Internal(format!("commit: {e}")))
                 }
-                (Ok(Posted::Raced), _) => Err(DomainError::Internal("post raced".into())),
                 (Err(e), _) => Err(e),
             };
             let _ = job.reply.send(answer);
-        }
-    }
-
-    /// One post in its own savepoint: rolled back alone when it fails.
-    async fn post_with_savepoint(&self, tx: &mut crate::store::Tx, job: &PostJob) -> Result<Posted> {
-        let mut sp = tx.begin().await?;
-        match self.post_in_tx(&mut sp, &job.member, &job.thread_id, &job.req).await {
-            Ok(Posted::Raced) => {
-                sp.rollback().await?;
-                // The winner committed first: answer with its message.
-                let existing = store_messages::find_by_client_id(
-                    tx,
-                    &job.thread_id.to_string(),
-                    &job.member.session().user_id().to_string(),
-                    &job.req.client_msg_id,
-                )
-                .await?
-                .ok_or_else(|| DomainError::Internal("idempotent post vanished".into()))?;
-                let reader = self.thread_reader(tx, &job.member, &job.thread_id).await?;
-                let message = self
-                    .wire_messages(tx, &reader.thread, vec![existing])
-                    .await?
-                    .remove(0);
-                Ok(Posted::Existing(message))
-            }
-            Ok(posted) => {
-                sp.commit().await?;
-                Ok(posted)
-            }
-            Err(e) => {
-                sp.rollback().await?;
-                Err(e)
-            }
         }
     }
 }

@@ -27,8 +27,6 @@ pub(super) enum Posted {
     New(Message, ThreadReader),
     /// A retry: the original message, nothing stored.
     Existing(Message),
-    /// Another transaction stored the same `client_msg_id` first: look again.
-    Raced,
 }
 
 /// Largest page of messages one call returns.
@@ -131,8 +129,15 @@ impl Domain {
         self.commit_post(member.clone(), thread_id, req).await
     }
 
-    /// One post inside the (shared) transaction `tx`. Nothing here commits; on error
-    /// the caller rolls back to the savepoint it took, so other posts of the batch stand.
+    /// One post inside the (shared) transaction `tx`. Nothing here commits.
+    ///
+    /// Every check reads before anything is written, so a refused post leaves the
+    /// transaction untouched and the other posts of its batch stand without savepoints;
+    /// the common path is four statements (the visibility check, the `seq`, the row,
+    /// the author's read position). A retry of a stored `client_msg_id` is found by
+    /// the insert's conflict, or — when a check would now refuse it (the group was
+    /// archived since, say) — by looking it up before refusing: a retry always gets
+    /// the original.
     pub(super) async fn post_in_tx(
         &self,
         tx: &mut Conn,
@@ -143,16 +148,55 @@ impl Domain {
         let body = validate::text("body", &req.body, self.settings().max_message_chars)?;
         let reader = self.thread_reader(tx, member, thread_id).await?;
         let author = member.session().user_id().to_string();
-        if let Some(existing) =
-            messages::find_by_client_id(tx, &reader.thread.id, &author, &req.client_msg_id)
-                .await?
-        {
-            let message = self
-                .wire_messages(tx, &reader.thread, vec![existing])
-                .await?
-                .remove(0);
-            return Ok(Posted::Existing(message));
+        let (mentions, attachments) = match self.post_checks(tx, &reader, req).await {
+            Ok(checked) => checked,
+            Err(refusal) => {
+                return match self.existing_post(tx, &reader, &author, req).await? {
+                    Some(message) => Ok(Posted::Existing(message)),
+                    None => Err(refusal),
+                }
+            }
+        };
+        let seq = threads::next_seq(tx, &reader.thread.id).await?;
+        let row = MessageRow {
+            id: MessageId::new().to_string(),
+            thread_id: reader.thread.id.clone(),
+            seq,
+            author_id: author.clone(),
+            client_msg_id: req.client_msg_id.clone(),
+            body,
+            reply_to: req.reply_to.map(|r| r.to_string()),
+            mentions: serde_json::to_string(&mentions).unwrap_or_else(|_| "[]".into()),
+            attachments: serde_json::to_string(&attachments).unwrap_or_else(|_| "[]".into()),
+            created_at: now_ms(),
+            edited_at: None,
+            deleted_at: None,
+        };
+        if !messages::insert(tx, &row).await? {
+            // Already stored (a retry, or a concurrent one on another node that won):
+            // give the `seq` back — this transaction holds the thread's row (SQLite:
+            // the write lock; PostgreSQL: the row lock taken by `next_seq`), so nobody
+            // took a later one — and answer with the original.
+            threads::give_back_seq(tx, &reader.thread.id, seq).await?;
+            return match self.existing_post(tx, &reader, &author, req).await? {
+                Some(message) => Ok(Posted::Existing(message)),
+                None => Err(DomainError::Internal("idempotent post vanished".into())),
+            };
         }
+        // The author has read the thread up to their own message.
+        threads::advance_read(tx, &reader.thread.id, &author, seq, now_ms()).await?;
+        let message = wire_message(&row, Vec::new(), 0)?;
+        Ok(Posted::New(message, reader))
+    }
+
+    /// The checks of a post that need the database; reads only. Returns the mentions
+    /// and attachments, sorted and without duplicates.
+    async fn post_checks(
+        &self,
+        tx: &mut Conn,
+        reader: &ThreadReader,
+        req: &PostMessage,
+    ) -> Result<(Vec<String>, Vec<String>)> {
         if reader.archived {
             return Err(DomainError::Conflict("the group is archived".into()));
         }
@@ -184,36 +228,34 @@ impl Domain {
         attachments.dedup();
         // Attachments must be live files uploaded into this very thread: a file of a
         // 内緒話 can never be attached to the main timeline.
-        if messages::attachment_files_in_thread(tx, &reader.thread.id, &attachments).await?
-            != attachments.len()
+        if !attachments.is_empty()
+            && messages::attachment_files_in_thread(tx, &reader.thread.id, &attachments).await?
+                != attachments.len()
         {
             return Err(DomainError::Invalid(
                 "attachments must be files uploaded to this thread".into(),
             ));
         }
-        let seq = threads::next_seq(tx, &reader.thread.id).await?;
-        let row = MessageRow {
-            id: MessageId::new().to_string(),
-            thread_id: reader.thread.id.clone(),
-            seq,
-            author_id: author.clone(),
-            client_msg_id: req.client_msg_id.clone(),
-            body,
-            reply_to: req.reply_to.map(|r| r.to_string()),
-            mentions: serde_json::to_string(&mentions).unwrap_or_else(|_| "[]".into()),
-            attachments: serde_json::to_string(&attachments).unwrap_or_else(|_| "[]".into()),
-            created_at: now_ms(),
-            edited_at: None,
-            deleted_at: None,
+        Ok((mentions, attachments))
+    }
+
+    /// The message the author already stored with this `client_msg_id`, if any.
+    async fn existing_post(
+        &self,
+        tx: &mut Conn,
+        reader: &ThreadReader,
+        author: &str,
+        req: &PostMessage,
+    ) -> Result<Option<Message>> {
+        let Some(row) =
+            messages::find_by_client_id(tx, &reader.thread.id, author, &req.client_msg_id).await?
+        else {
+            return Ok(None);
         };
-        if !messages::insert(tx, &row).await? {
-            // A concurrent retry (on another node) won the race.
-            return Ok(Posted::Raced);
-        }
-        // The author has read the thread up to their own message.
-        threads::mark_read(tx, &reader.thread.id, &author, seq, now_ms()).await?;
-        let message = wire_message(&row, Vec::new(), 0)?;
-        Ok(Posted::New(message, reader))
+        Ok(self
+            .wire_messages(tx, &reader.thread, vec![row])
+            .await?
+            .pop())
     }
 
     /// Publishes a committed post to its thread's audience.

@@ -78,9 +78,13 @@ impl Domain {
     ) -> Self {
         let posts = governor::RateLimiter::keyed(
             governor::Quota::per_minute(
-                std::num::NonZeroU32::new(settings.posts_per_minute).unwrap_or(std::num::NonZeroU32::MIN),
+                std::num::NonZeroU32::new(settings.posts_per_minute)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
             )
-            .allow_burst(std::num::NonZeroU32::new(settings.posts_burst).unwrap_or(std::num::NonZeroU32::MIN)),
+            .allow_burst(
+                std::num::NonZeroU32::new(settings.posts_burst)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+            ),
         );
         Domain {
             inner: Arc::new(Inner {

@@ -243,7 +243,9 @@ mod tests {
         assert!(verify(SecretString::from("older hash"), theirs.clone())
             .await
             .unwrap());
-        assert!(!verify(SecretString::from("older hasH"), theirs).await.unwrap());
+        assert!(!verify(SecretString::from("older hasH"), theirs)
+            .await
+            .unwrap());
     }
 
     #[tokio::test]

@@ -161,6 +161,40 @@ pub async fn next_seq(conn: &mut Conn, thread_id: &str) -> Result<i64> {
     Ok(seq)
 }
 
+/// Undoes [`next_seq`] inside the same transaction (the post's row was not stored).
+/// Only the holder of the thread row's lock calls it, so `seq` is still the last one.
+pub async fn give_back_seq(conn: &mut Conn, thread_id: &str, seq: i64) -> Result<()> {
+    sqlx::query("UPDATE threads SET last_seq = last_seq - 1 WHERE id = $1 AND last_seq = $2")
+        .bind(thread_id)
+        .bind(seq)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves `user_id`'s read position forward to `seq` (never back), without reading it
+/// back: [`mark_read`] for the posting path.
+pub async fn advance_read(
+    conn: &mut Conn,
+    thread_id: &str,
+    user_id: &str,
+    seq: i64,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO read_receipts (thread_id, user_id, last_read_seq, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (thread_id, user_id) DO UPDATE SET last_read_seq = excluded.last_read_seq, \
+         updated_at = excluded.updated_at WHERE read_receipts.last_read_seq < excluded.last_read_seq",
+    )
+    .bind(thread_id)
+    .bind(user_id)
+    .bind(seq)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub async fn last_read(conn: &mut Conn, thread_id: &str, user_id: &str) -> Result<i64> {
     let row: Option<(i64,)> = sqlx::query_as(
         "SELECT last_read_seq FROM read_receipts WHERE thread_id = $1 AND user_id = $2",

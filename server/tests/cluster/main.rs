@@ -343,9 +343,8 @@ fn token(c: &Client) -> String {
     c.tokens().expect("signed in").access_token
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A raw websocket client: authenticates, resumes, and reads frames.
 struct Ws {
@@ -359,14 +358,17 @@ enum Got {
 
 impl Ws {
     async fn open(url: &str, token: &str, resume: &BTreeMap<ThreadId, i64>) -> Ws {
-        let (socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         let mut ws = Ws { socket };
         ws.send(json!({ "type": "auth", "token": token })).await;
         match ws.next().await {
             Got::Frame(ServerFrame::Ready { .. }) => {}
             _ => panic!("expected ready"),
         }
-        ws.send(json!({ "type": "resume", "threads": resume })).await;
+        ws.send(json!({ "type": "resume", "threads": resume }))
+            .await;
         ws
     }
 
@@ -532,7 +534,10 @@ async fn nats_away_for_ten_seconds_loses_no_acknowledged_post() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(degraded_seen, "/readyz reports the bus as degraded while NATS is away");
+    assert!(
+        degraded_seen,
+        "/readyz reports the bus as degraded while NATS is away"
+    );
     cluster.nats.up().await;
     for ws in &mut sockets {
         let mut seqs = Vec::new();
@@ -625,5 +630,42 @@ async fn a_password_reset_from_a_shell_closes_the_sockets_on_a_running_node() {
         assert!(ended, "told the session has ended, then closed");
     }
     eprintln!("shell reset closed both sockets in {:?}", started.elapsed());
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_during_a_nats_outage_still_cuts_the_other_nodes_socket() {
+    let Some(mut cluster) = Cluster::start("removal while NATS is away").await else {
+        return;
+    };
+    let t = team(&cluster.a.base, 2).await;
+    let none = BTreeMap::new();
+    let (removed_id, removed, _) = &t.members[0];
+    let mut gone = Ws::open(&cluster.b.ws_url(), &token(removed), &none).await;
+    // The other member posts through node B, where the removed member's socket is.
+    let (_, _, stays_login) = &t.members[1];
+    let on_b = Client::new(&cluster.b.base).unwrap();
+    on_b.login(stays_login, PASSWORD, None).await.unwrap();
+    on_b.post_text(t.thread, "before").await.unwrap();
+    let mut seqs = Vec::new();
+    assert!(collect(&mut gone, t.thread, 1, &mut seqs).await);
+
+    cluster.nats.down();
+    t.owner.remove_member(t.group, *removed_id).await.unwrap();
+    // The database is the log: node B reads the removal from it within a second (its
+    // poll interval), with no bus to tell it. Waiting out that interval is the point.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    on_b.post_text(t.thread, "after the removal").await.unwrap();
+    gone.send(json!({ "type": "ping" })).await;
+    loop {
+        match gone.next().await {
+            Got::Frame(ServerFrame::Pong {}) | Got::Closed => break,
+            Got::Frame(ServerFrame::MessageCreated { message }) => {
+                panic!("seq {} reached a removed member", message.seq)
+            }
+            Got::Frame(_) => {}
+        }
+    }
+    cluster.nats.up().await;
     cluster.stop().await;
 }

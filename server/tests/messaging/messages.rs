@@ -21,6 +21,7 @@ both_backends!(
     concurrent_posters_get_every_seq_exactly_once,
     a_retried_post_returns_the_original_message,
     a_concurrent_double_post_stores_one_message,
+    refused_posts_in_a_busy_batch_leave_the_others_stored_and_gap_free,
     refused_bodies_store_nothing_and_consume_no_seq,
     reply_to_must_name_a_message_of_the_same_thread,
     mentions_name_members_of_the_thread,
@@ -1124,4 +1125,80 @@ async fn read_counts_and_readers_show_who_has_read_excluding_the_author(app: Tes
         all_messages(&t.nurse.client, private.id).await[0].read_count,
         1
     );
+}
+
+/// Posts that arrive together share one transaction (group commit). Refused ones among
+/// them (a `reply_to` of another thread), retries of each other and plain posts must
+/// each get their own answer, and the stored thread must stay gap-free.
+async fn refused_posts_in_a_busy_batch_leave_the_others_stored_and_gap_free(app: TestApp) {
+    let t = team(&app).await;
+    let other = t
+        .nurse
+        .client
+        .create_thread(
+            t.group.id,
+            &CreateThread {
+                title: "別件".into(),
+                member_ids: vec![t.doctor.id()],
+            },
+        )
+        .await
+        .unwrap();
+    let foreign = t
+        .nurse
+        .client
+        .post_text(other.id, "別スレッド")
+        .await
+        .unwrap();
+    let path = format!("/api/v1/threads/{}/messages", t.main());
+    let token = t.nurse.token();
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let http = app.http.clone();
+        let url = app.url(&path);
+        let token = token.clone();
+        // Every fifth refers to a message of another thread (refused); some others
+        // reuse the id of their (plain) predecessor: a retry racing the original.
+        let refused = i % 5 == 4;
+        let retry = i % 7 == 6 && !refused && (i - 1) % 5 != 4;
+        let id = if retry {
+            format!("batch-{}", i - 1)
+        } else {
+            format!("batch-{i}")
+        };
+        let mut body = json!({"body": format!("記録 {i}"), "client_msg_id": id});
+        if refused {
+            body["reply_to"] = json!(foreign.id);
+        }
+        tasks.push(tokio::spawn(async move {
+            let r = http
+                .post(url)
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (i, status, r.json::<serde_json::Value>().await.unwrap())
+        }));
+    }
+    let mut stored_ids = BTreeSet::new();
+    for task in tasks {
+        let (i, status, answer) = task.await.unwrap();
+        if i % 5 == 4 {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "post {i}: {answer}");
+        } else {
+            assert!(status.is_success(), "post {i}: {status} {answer}");
+            stored_ids.insert(answer["id"].as_str().unwrap().to_owned());
+        }
+    }
+    let stored = all_messages(&t.nurse.client, t.main()).await;
+    assert_eq!(seqs(&stored), (1..=stored.len() as i64).collect::<Vec<_>>());
+    assert_eq!(
+        stored.len(),
+        stored_ids.len(),
+        "retries answered with the original"
+    );
+    let ids: BTreeSet<String> = stored.iter().map(|m| m.id.to_string()).collect();
+    assert_eq!(ids, stored_ids);
 }

@@ -19,7 +19,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{close_code, CloseFrame, Message as WsMessage, Utf8Bytes, WebSocketUpgrade};
+use axum::extract::ws::{
+    close_code, CloseFrame, Message as WsMessage, Utf8Bytes, WebSocketUpgrade,
+};
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -261,7 +263,9 @@ where
             break;
         }
     }
-    let Connection { out, finish, sub, .. } = conn;
+    let Connection {
+        out, finish, sub, ..
+    } = conn;
     drop(sub);
     drop(out);
     drop(in_rx);
@@ -301,7 +305,11 @@ where
             // instead of asking its user to sign in again.
             Err(DomainError::Internal(cause)) => {
                 tracing::error!(error = %cause, "websocket: authentication unavailable");
-                let frame = encode(&error_frame(None, ErrorCode::Unavailable, "try again shortly"));
+                let frame = encode(&error_frame(
+                    None,
+                    ErrorCode::Unavailable,
+                    "try again shortly",
+                ));
                 let _ = sink.send(WsMessage::Text(frame)).await;
                 let _ = sink.send(close(close_code::ERROR, "unavailable")).await;
                 return None;
@@ -315,7 +323,9 @@ where
         Some(Err(e)) => {
             let frame = encode(&domain_error_frame(None, e));
             let _ = sink.send(WsMessage::Text(frame)).await;
-            let _ = sink.send(close(close_code::POLICY, "account action pending")).await;
+            let _ = sink
+                .send(close(close_code::POLICY, "account action pending"))
+                .await;
             return None;
         }
         None => {
@@ -325,7 +335,9 @@ where
                 "the first frame must be a valid auth frame",
             ));
             let _ = sink.send(WsMessage::Text(frame)).await;
-            let _ = sink.send(close(close_code::POLICY, "authentication required")).await;
+            let _ = sink
+                .send(close(close_code::POLICY, "authentication required"))
+                .await;
             return None;
         }
     };

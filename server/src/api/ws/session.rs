@@ -384,7 +384,11 @@ mod tests {
         let mut s = live(&[("a", 3), ("b", 4)]);
         s.reload(&visible(&[("b", 9), ("c", 7)]));
         assert!(!s.sees("a"));
-        assert_eq!(s.delivered("b"), Some(4), "known threads keep their position");
+        assert_eq!(
+            s.delivered("b"),
+            Some(4),
+            "known threads keep their position"
+        );
         assert_eq!(s.delivered("c"), Some(7));
         assert_eq!(s.on_message("a", 4), MessageStep::NotVisible);
         assert_eq!(s.on_message("c", 8), MessageStep::Deliver);
