@@ -129,7 +129,8 @@ async fn connect(
         (u.scheme() == "ws" && host.is_loopback()).then(|| (host, u.port().unwrap_or(80)))
     });
     let Some((host, port)) = target else {
-        return tokio_tungstenite::connect_async(url).await;
+        return tokio_tungstenite::connect_async_with_config(url, Some(client_config()), true)
+            .await;
     };
     let k = NEXT.fetch_add(1, Ordering::Relaxed) % SOURCE_ADDRESSES;
     let source = std::net::Ipv4Addr::new(127, 0, 0, 2 + k as u8);
@@ -137,7 +138,19 @@ async fn connect(
     socket.bind((source, 0).into())?;
     let tcp = socket.connect((host, port).into()).await?;
     let _ = tcp.set_nodelay(true);
-    tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(tcp)).await
+    tokio_tungstenite::client_async_with_config(
+        url,
+        MaybeTlsStream::Plain(tcp),
+        Some(client_config()),
+    )
+    .await
+}
+
+/// The load generator's own sockets: a small read buffer, so that thousands of
+/// simulated clients do not spend the shared cores zero-filling 128 KiB buffers
+/// (tungstenite's default) on every read. The same for every system measured.
+fn client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096)
 }
 
 /// A message body that carries its index and send time, padded to the length of a

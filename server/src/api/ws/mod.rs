@@ -12,6 +12,7 @@
 //! offered to the queue without waiting: when it is full the client is told to `resync`
 //! and closed, so a slow consumer costs at most the queue's bound.
 
+mod queue;
 pub mod session;
 
 use std::collections::BTreeMap;
@@ -26,7 +27,7 @@ use axum::extract::State;
 use axum::response::Response;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tsunagu_protocol::ids::ThreadId;
 use tsunagu_protocol::messaging::PostMessage;
 use tsunagu_protocol::ws::{ClientFrame, ServerFrame};
@@ -53,10 +54,11 @@ const REPLAY_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the writer keeps trying to hand over a final frame (resync, error) before
 /// dropping the connection.
 const FINAL_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-/// The transport's read buffer. Client frames are small JSON; a larger frame grows the
+/// The transport's read buffer. Client frames are small JSON (an `auth` frame is about
+/// 700 bytes); a larger frame grows the
 /// buffer for as long as it needs. tungstenite's default (128 KiB, zero-filled on every
 /// read) made an idle connection cost more than the rest of it together.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 2 * 1024;
 
 /// Upgrade to the websocket protocol. Authenticate in the first frame
 /// (`{"type": "auth", "token": "..."}`) within the auth timeout; see docs/protocol.md.
@@ -155,7 +157,7 @@ struct Connection {
     visible: VisibleSet,
     session: Session,
     sub: Subscription,
-    out: mpsc::Sender<Outbound>,
+    out: queue::Sender<Outbound>,
     finish: watch::Sender<Option<Final>>,
     meta: RequestMeta,
     typing: DefaultDirectRateLimiter,
@@ -184,7 +186,7 @@ where
         return;
     };
     let limits = state.ws.clone();
-    let (in_tx, mut in_rx) = mpsc::channel::<Incoming>(1);
+    let (in_tx, mut in_rx) = queue::bounded::<Incoming>(1);
     let reader = tokio::spawn(async move {
         loop {
             let item = stream.next().await;
@@ -194,7 +196,7 @@ where
             }
         }
     });
-    let (out, out_rx) = mpsc::channel(limits.outbound_queue.max(1));
+    let (out, out_rx) = queue::bounded(limits.outbound_queue.max(1));
     let (finish, finish_rx) = watch::channel(None);
     let writer = tokio::spawn(write_loop(sink, out_rx, finish_rx));
     let user_id = member.session().user_id();
@@ -365,13 +367,13 @@ impl Connection {
     fn offer(&self, text: Utf8Bytes) -> bool {
         match self.out.try_send(Outbound::Frame(text)) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(queue::TrySendError::Full) => {
                 metrics::counter!("tsunagu_ws_slow_consumers_total").increment(1);
                 tracing::info!(user_id = %self.member.session().user_id(), "websocket: slow consumer; asking for resync");
                 self.resync(Resync::SlowConsumer);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(queue::TrySendError::Closed) => false,
         }
     }
 
@@ -807,7 +809,7 @@ fn close(code: u16, reason: &'static str) -> WsMessage {
 /// frame (bounded by a timeout), closes, and returns.
 async fn write_loop<Si>(
     mut sink: Si,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: queue::Receiver<Outbound>,
     mut finish: watch::Receiver<Option<Final>>,
 ) where
     Si: Sink<WsMessage, Error = axum::Error> + Unpin,
