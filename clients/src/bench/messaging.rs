@@ -201,8 +201,27 @@ async fn poster(
 }
 
 async fn execute(url: &str, plan: &Plan, system: &str, workload: &str) -> anyhow::Result<Outcome> {
-    let opened: Vec<(Sink, Source)> = futures_util::stream::iter(plan.conns.iter())
-        .map(|(token, threads)| wsclient::open(url, token, threads))
+    execute_on(&[url.to_owned()], plan, system, workload).await
+}
+
+/// Runs `plan` with its sockets spread over `urls`: posters on the first, the other
+/// members round-robin over all of them (a cluster behind a load balancer).
+async fn execute_on(
+    urls: &[String],
+    plan: &Plan,
+    system: &str,
+    workload: &str,
+) -> anyhow::Result<Outcome> {
+    let posting: HashSet<usize> = plan.posters.iter().map(|(c, _)| *c).collect();
+    let opened: Vec<(Sink, Source)> = futures_util::stream::iter(plan.conns.iter().enumerate())
+        .map(|(i, (token, threads))| {
+            let url = if posting.contains(&i) {
+                &urls[0]
+            } else {
+                &urls[i % urls.len()]
+            };
+            wsclient::open(url, token, threads)
+        })
         .buffered(CONNECT_CONCURRENCY)
         .try_collect()
         .await
@@ -391,7 +410,7 @@ fn record(report: &mut Report, workload: &str, ours: &mut Outcome, base: &mut Ou
         Some(rate(base_posts, base.post_window)),
         None,
     );
-    if workload == "groups" {
+    if workload != "fanout" {
         report.figure(
             workload,
             "deliveries/s",
@@ -476,6 +495,75 @@ pub async fn groups(
     sizes: &Sizes,
     report: &mut Report,
 ) -> anyhow::Result<()> {
+    let plan = groups_plan(target, users, sizes).await?;
+    eprintln!(
+        "  tsunagu: {} posts by {} posters into {} groups ({} sockets)",
+        plan.thread_of.len(),
+        sizes.posters,
+        sizes.groups,
+        plan.conns.len()
+    );
+    let mut ours = execute(&target.ws_url(), &plan, "tsunagu", "groups").await?;
+    let baseline = BaselineWs::spawn().await?;
+    eprintln!("  baseline: the same");
+    let mut base = execute(&baseline.url(), &plan, "baseline", "groups").await?;
+    drop(baseline);
+    record(report, "groups", &mut ours, &mut base);
+    Ok(())
+}
+
+/// The groups workload across two nodes of a cluster (PostgreSQL + NATS): posters on
+/// node A, the other members spread over A and B. Beside it, in the same run, the same
+/// plan with every socket on node A: the difference is what crossing nodes adds.
+pub async fn cluster(
+    a: &Target,
+    b: &Target,
+    users: &[User],
+    sizes: &Sizes,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let plan = groups_plan(a, users, sizes).await?;
+    eprintln!(
+        "  one node (PostgreSQL): {} posts, {} sockets",
+        plan.thread_of.len(),
+        plan.conns.len()
+    );
+    let mut single = execute_on(&[a.ws_url()], &plan, "tsunagu-1-node", "cluster").await?;
+    // The same groups again, with fresh posts (new client_msg_ids per run).
+    eprintln!("  two nodes over NATS: the same, half the members on node B");
+    let mut two = execute_on(
+        &[a.ws_url(), b.ws_url()],
+        &plan,
+        "tsunagu-2-nodes",
+        "cluster",
+    )
+    .await?;
+    record(report, "cluster", &mut two, &mut single);
+    let added50 = two.latency.percentile_ms(50.0) - single.latency.percentile_ms(50.0);
+    let added99 = two.latency.percentile_ms(99.0) - single.latency.percentile_ms(99.0);
+    report.figure(
+        "cluster",
+        "added delivery latency p50 (two nodes − one)",
+        "ms",
+        Better::Lower,
+        added50,
+        None,
+        Some("baseline column of this workload: the same plan on one node".into()),
+    );
+    report.figure(
+        "cluster",
+        "added delivery latency p99 (two nodes − one)",
+        "ms",
+        Better::Lower,
+        added99,
+        None,
+        None,
+    );
+    Ok(())
+}
+
+/// The groups plan: groups created on `target`, posts assigned round-robin.
+async fn groups_plan(target: &Target, users: &[User], sizes: &Sizes) -> anyhow::Result<Plan> {
     let (g_count, posters_n, others_n) = (sizes.groups, sizes.posters, sizes.group_others);
     let per_group_others = sizes.group_members - 1;
     if users.len() < posters_n + others_n || others_n < per_group_others {
@@ -531,15 +619,5 @@ pub async fn groups(
         thread_of,
         audience: threads.iter().map(|t| (*t, sizes.group_members)).collect(),
     };
-    eprintln!(
-        "  tsunagu: {total} posts by {posters_n} posters into {g_count} groups ({} sockets)",
-        plan.conns.len()
-    );
-    let mut ours = execute(&target.ws_url(), &plan, "tsunagu", "groups").await?;
-    let baseline = BaselineWs::spawn().await?;
-    eprintln!("  baseline: the same");
-    let mut base = execute(&baseline.url(), &plan, "baseline", "groups").await?;
-    drop(baseline);
-    record(report, "groups", &mut ours, &mut base);
-    Ok(())
+    Ok(plan)
 }

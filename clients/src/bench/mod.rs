@@ -10,6 +10,9 @@
 //! | fan-out, many groups, idle connections | a minimal in-memory tokio-tungstenite broadcast server (a child process of this binary: `baseline-ws`) with the same frames, no auth, no persistence |
 //! | files | the same bytes copied through `object_store`'s local file system, unencrypted (child process: `baseline-copy`) |
 //! | paging, audit | the same SQL issued straight to the SQLite database file |
+//! | commit | the same rows inserted straight into a SQLite file in batches (`core.rs`) |
+//! | signins | argon2id verifications on every core, in this process (`core.rs`) |
+//! | cluster | the same groups plan on one node of the same cluster (`cluster.rs`) |
 //!
 //! Seeding a million messages or audit entries through the API would take hours, so
 //! the paging and audit workloads insert them straight into the server's SQLite file in
@@ -18,6 +21,7 @@
 //! known with `--spawn`, or given with `--database`.
 
 mod baseline;
+mod cluster;
 mod core;
 mod db;
 mod files;
@@ -41,7 +45,7 @@ use report::Report;
 #[command(
     name = "tsunagu-bench",
     version,
-    about = "Tsunagu load generator: six workloads, each with a baseline measured in the same run"
+    about = "Tsunagu load generator: nine workloads, each with a baseline measured in the same run"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -84,6 +88,12 @@ pub struct Cli {
     /// Override the number of fan-out messages (e.g. a short run under a profiler).
     #[arg(long)]
     fanout_messages: Option<usize>,
+    /// The `cluster` workload's PostgreSQL server (a database is created and dropped).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    cluster_postgres: String,
+    /// The `cluster` workload's NATS server.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    cluster_nats: String,
     /// Keep the spawned server's directory (database, log) instead of deleting it.
     #[arg(long)]
     keep: bool,
@@ -116,10 +126,11 @@ pub enum Workload {
     Audit,
     Commit,
     Signins,
+    Cluster,
 }
 
 impl Workload {
-    const ALL: [Workload; 8] = [
+    const ALL: [Workload; 9] = [
         Workload::Fanout,
         Workload::Groups,
         Workload::Idle,
@@ -128,6 +139,7 @@ impl Workload {
         Workload::Audit,
         Workload::Commit,
         Workload::Signins,
+        Workload::Cluster,
     ];
 
     fn name(self) -> &'static str {
@@ -140,6 +152,7 @@ impl Workload {
             Workload::Audit => "audit",
             Workload::Commit => "commit",
             Workload::Signins => "signins",
+            Workload::Cluster => "cluster",
         }
     }
 }
@@ -358,6 +371,7 @@ async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<()> {
             Workload::Audit => db::audit(&target, &users, &sizes, &mut report).await,
             Workload::Commit => core::commit(&target, &users, &sizes, &mut report).await,
             Workload::Signins => core::signins(&target, &users, &sizes, &mut report).await,
+            Workload::Cluster => cluster::run(cli, &sizes, &mut report, &target.run_id).await,
         };
         if let Err(e) = outcome {
             eprintln!("{}: FAILED: {e:#}", w.name());

@@ -102,25 +102,79 @@ impl Target {
         }
     }
 
+    /// Two nodes of a cluster on the PostgreSQL database `database_url` and the NATS
+    /// server `nats_url`, sharing one data directory (the same keys, as a cluster must;
+    /// the local blob directory stands in for shared object storage).
+    pub async fn spawn_cluster(
+        cli: &Cli,
+        database_url: &str,
+        nats_url: &str,
+        run_id: String,
+    ) -> anyhow::Result<(Target, Target)> {
+        let bin = server_bin(cli)?;
+        let dir = tempfile::Builder::new()
+            .prefix("tsunagu-bench-cluster-")
+            .tempdir()?;
+        let scratch = dir.path().join("baseline");
+        std::fs::create_dir_all(&scratch)?;
+        let env = vec![
+            ("TSUNAGU_DATABASE_URL".to_owned(), database_url.to_owned()),
+            (
+                "TSUNAGU_DATABASE_MAX_CONNECTIONS".to_owned(),
+                "16".to_owned(),
+            ),
+            ("TSUNAGU_BUS_KIND".to_owned(), "nats".to_owned()),
+            ("TSUNAGU_BUS_URL".to_owned(), nats_url.to_owned()),
+        ];
+        let mut nodes = Vec::new();
+        for name in ["a", "b"] {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+                l.local_addr()?.port()
+            };
+            let spawned = Spawned {
+                bin: bin.clone(),
+                port,
+                data: dir.path().join("data"),
+                log: dir.path().join(format!("node-{name}.log")),
+                env: env.clone(),
+            };
+            // One after the other: the first creates the keys the second reads.
+            let child = spawned.launch().await?;
+            let base = format!("http://127.0.0.1:{port}");
+            let admin = Client::new(&base)?;
+            admin
+                .login("admin", SPAWN_ADMIN_PASSWORD, None)
+                .await
+                .context("signing in as admin")?;
+            let region_id = admin.me().await?.region.id.to_string();
+            nodes.push(Target {
+                base,
+                admin,
+                pid: child.id(),
+                database: None,
+                scratch: scratch.clone(),
+                child: Some(child),
+                spawned: Some(spawned),
+                dir: None,
+                run_id: run_id.clone(),
+                region_id,
+            });
+        }
+        let mut b = nodes.pop().context("node b")?;
+        let mut a = nodes.pop().context("node a")?;
+        a.dir = Some(dir);
+        b.dir = None;
+        Ok((a, b))
+    }
+
     async fn spawn(
         cli: &Cli,
         dir: tempfile::TempDir,
         scratch: PathBuf,
         run_id: String,
     ) -> anyhow::Result<Target> {
-        let bin = match &cli.server_bin {
-            Some(b) => b.clone(),
-            None => std::env::current_exe()?
-                .parent()
-                .context("the bench binary has no directory")?
-                .join("tsunagu-server"),
-        };
-        if !bin.exists() {
-            bail!(
-                "{} not found: build it first with `cargo build --release -p tsunagu-server -p tsunagu-client`, or give --server-bin",
-                bin.display()
-            );
-        }
+        let bin = server_bin(cli)?;
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0")?;
             l.local_addr()?.port()
@@ -130,6 +184,7 @@ impl Target {
             port,
             data: dir.path().join("data"),
             log: dir.path().join("server.log"),
+            env: Vec::new(),
         };
         let child = spawned.launch().await?;
         let pid = child.id();
@@ -269,12 +324,32 @@ impl Target {
     }
 }
 
+/// The server binary for `--spawn`: `--server-bin`, or `tsunagu-server` next to us.
+fn server_bin(cli: &Cli) -> anyhow::Result<PathBuf> {
+    let bin = match &cli.server_bin {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("the bench binary has no directory")?
+            .join("tsunagu-server"),
+    };
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first with `cargo build --release -p tsunagu-server -p tsunagu-client`, or give --server-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
 /// How to (re)start the spawned server.
 struct Spawned {
     bin: PathBuf,
     port: u16,
     data: PathBuf,
     log: PathBuf,
+    /// More environment (a cluster node's database and bus).
+    env: Vec<(String, String)>,
 }
 
 impl Spawned {
@@ -307,6 +382,7 @@ impl Spawned {
             // one by one and checkpoints are amortised).
             .env("TSUNAGU_AUDIT_CHECKPOINT_EVERY", "1000000000000")
             .env("TSUNAGU_AUDIT_CHECKPOINT_INTERVAL_SECS", "1000000000")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
