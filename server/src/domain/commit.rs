@@ -115,9 +115,32 @@ impl Domain {
             }
             results.push((job, outcome));
         }
-        let stored = results
-            .iter()
-            .any(|(_, r)| matches!(r, Ok(Posted::New(..))));
+        // Each author has read their thread up to their own (last) post of the batch.
+        let mut positions: std::collections::BTreeMap<(String, String), i64> = Default::default();
+        for (_, r) in &results {
+            if let Some((thread, author, seq)) = r.as_ref().ok().and_then(Posted::read_position) {
+                let e = positions.entry((thread, author)).or_insert(seq);
+                *e = (*e).max(seq);
+            }
+        }
+        let stored = !positions.is_empty();
+        if stored {
+            let positions: Vec<(String, String, i64)> =
+                positions.into_iter().map(|((t, a), s)| (t, a, s)).collect();
+            if let Err(e) =
+                crate::store::threads::advance_reads(&mut tx, &positions, crate::clock::now_ms())
+                    .await
+            {
+                tracing::error!(error = %e, "group commit: read positions failed; rolling the batch back");
+                let _ = tx.rollback().await;
+                for (job, _) in results {
+                    let _ = job.reply.send(Err(DomainError::Internal(format!(
+                        "batch rolled back: {e}"
+                    ))));
+                }
+                return;
+            }
+        }
         let committed = if stored {
             tx.commit().await.map_err(|e| e.to_string())
         } else {

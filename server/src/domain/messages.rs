@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use tsunagu_protocol::ids::{MessageId, ThreadId, UserId};
 use tsunagu_protocol::messaging::{
     EditMessage, Message, MessageEditRecord, MessageHistory, MessagePage, PostMessage, Reaction,
-    ReadState, Reader, Readers,
+    ReadState, Reader, Readers, ThreadKind,
 };
 use tsunagu_protocol::ws::ServerFrame;
 
@@ -27,6 +27,16 @@ pub(super) enum Posted {
     New(Message, ThreadReader),
     /// A retry: the original message, nothing stored.
     Existing(Message),
+}
+
+impl Posted {
+    /// `(thread_id, author_id, seq)` of a stored post.
+    pub(super) fn read_position(&self) -> Option<(String, String, i64)> {
+        match self {
+            Posted::New(m, _) => Some((m.thread_id.to_string(), m.author_id.to_string(), m.seq)),
+            Posted::Existing(_) => None,
+        }
+    }
 }
 
 /// Largest page of messages one call returns.
@@ -129,7 +139,8 @@ impl Domain {
         self.commit_post(member.clone(), thread_id, req).await
     }
 
-    /// One post inside the (shared) transaction `tx`. Nothing here commits.
+    /// One post inside the (shared) transaction `tx`. Nothing here commits; the
+    /// author's read position is moved by the caller (once per batch).
     ///
     /// Every check reads before anything is written, so a refused post leaves the
     /// transaction untouched and the other posts of its batch stand without savepoints;
@@ -146,18 +157,49 @@ impl Domain {
         req: &PostMessage,
     ) -> Result<Posted> {
         let body = validate::text("body", &req.body, self.settings().max_message_chars)?;
-        let reader = self.thread_reader(tx, member, thread_id).await?;
         let author = member.session().user_id().to_string();
-        let (mentions, attachments) = match self.post_checks(tx, &reader, req).await {
-            Ok(checked) => checked,
-            Err(refusal) => {
-                return match self.existing_post(tx, &reader, &author, req).await? {
-                    Some(message) => Ok(Posted::Existing(message)),
-                    None => Err(refusal),
-                }
+        let plain = req.reply_to.is_none() && req.mentions.is_empty() && req.attachments.is_empty();
+        // A plain post (most are) checks visibility and takes its seq in one statement.
+        let fast = if plain {
+            threads::next_seq_if_postable(
+                tx,
+                &member.session().region_id().to_string(),
+                &thread_id.to_string(),
+                &author,
+            )
+            .await?
+        } else {
+            None
+        };
+        let (reader, seq, mentions, attachments) = match fast {
+            Some(thread) => {
+                let seq = thread.last_seq;
+                let reader = ThreadReader {
+                    member: member.clone(),
+                    kind: ThreadKind::parse(&thread.kind)
+                        .ok_or_else(|| DomainError::Internal("thread kind".into()))?,
+                    archived: false,
+                    thread,
+                };
+                (reader, seq, Vec::new(), Vec::new())
+            }
+            None => {
+                // The full path: says why a post is refused, and handles reply_to,
+                // mentions and attachments.
+                let reader = self.thread_reader(tx, member, thread_id).await?;
+                let (mentions, attachments) = match self.post_checks(tx, &reader, req).await {
+                    Ok(checked) => checked,
+                    Err(refusal) => {
+                        return match self.existing_post(tx, &reader, &author, req).await? {
+                            Some(message) => Ok(Posted::Existing(message)),
+                            None => Err(refusal),
+                        }
+                    }
+                };
+                let seq = threads::next_seq(tx, &reader.thread.id).await?;
+                (reader, seq, mentions, attachments)
             }
         };
-        let seq = threads::next_seq(tx, &reader.thread.id).await?;
         let row = MessageRow {
             id: MessageId::new().to_string(),
             thread_id: reader.thread.id.clone(),
@@ -183,8 +225,8 @@ impl Domain {
                 None => Err(DomainError::Internal("idempotent post vanished".into())),
             };
         }
-        // The author has read the thread up to their own message.
-        threads::advance_read(tx, &reader.thread.id, &author, seq, now_ms()).await?;
+        // The author has read the thread up to their own message: moved for the whole
+        // batch at once, before it commits (`domain::commit`).
         let message = wire_message(&row, Vec::new(), 0)?;
         Ok(Posted::New(message, reader))
     }

@@ -172,26 +172,61 @@ pub async fn give_back_seq(conn: &mut Conn, thread_id: &str, seq: i64) -> Result
     Ok(())
 }
 
-/// Moves `user_id`'s read position forward to `seq` (never back), without reading it
-/// back: [`mark_read`] for the posting path.
-pub async fn advance_read(
+/// Takes the next `seq` of `thread_id` — only if `user_id` may post there right now: a
+/// current member of the thread's audience (the same rule as [`access`]), in
+/// `region_id`, the group not archived. One statement instead of a check and an
+/// update: posting is the hottest write path. `None`: not allowed (or unknown); the
+/// caller finds out why with [`access`].
+pub async fn next_seq_if_postable(
     conn: &mut Conn,
+    region_id: &str,
     thread_id: &str,
     user_id: &str,
-    seq: i64,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO read_receipts (thread_id, user_id, last_read_seq, updated_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (thread_id, user_id) DO UPDATE SET last_read_seq = excluded.last_read_seq, \
-         updated_at = excluded.updated_at WHERE read_receipts.last_read_seq < excluded.last_read_seq",
+) -> Result<Option<ThreadRow>> {
+    Ok(sqlx::query_as(
+        "UPDATE threads SET last_seq = last_seq + 1 \
+         WHERE id = $1 \
+         AND EXISTS (SELECT 1 FROM groups g JOIN group_members m ON m.group_id = g.id AND m.user_id = $2 \
+                     WHERE g.id = threads.group_id AND g.region_id = $3 AND g.archived_at IS NULL) \
+         AND (kind = 'main' OR EXISTS \
+              (SELECT 1 FROM thread_members tm WHERE tm.thread_id = threads.id AND tm.user_id = $2)) \
+         RETURNING id, group_id, kind, title, last_seq, created_by, created_at",
     )
     .bind(thread_id)
     .bind(user_id)
-    .bind(seq)
-    .bind(now)
-    .execute(conn)
-    .await?;
+    .bind(region_id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Moves several read positions forward at once (never back): the authors of one
+/// batch of posts, `(thread_id, user_id, seq)`, at most one entry per pair.
+pub async fn advance_reads(
+    conn: &mut Conn,
+    positions: &[(String, String, i64)],
+    now: i64,
+) -> Result<()> {
+    for chunk in positions.chunks(200) {
+        let mut sql = String::from(
+            "INSERT INTO read_receipts (thread_id, user_id, last_read_seq, updated_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let b = i * 4;
+            sql.push_str(&format!("(${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4));
+        }
+        sql.push_str(
+            " ON CONFLICT (thread_id, user_id) DO UPDATE SET last_read_seq = excluded.last_read_seq, \
+             updated_at = excluded.updated_at WHERE read_receipts.last_read_seq < excluded.last_read_seq",
+        );
+        let mut q = sqlx::query(&sql);
+        for (thread_id, user_id, seq) in chunk {
+            q = q.bind(thread_id).bind(user_id).bind(*seq).bind(now);
+        }
+        q.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
