@@ -115,13 +115,13 @@ impl Domain {
 
     /// Spends one post of `user_id`'s allowance.
     pub(crate) fn spend_post(&self, user_id: &str) -> Result<()> {
-        use governor::clock::{Clock, DefaultClock};
-        self.inner
-            .posts
+        use governor::clock::Clock;
+        let posts = &self.inner.posts;
+        posts
             .check_key(&user_id.to_owned())
             .map_err(|not_until| DomainError::Throttled {
                 retry_after_secs: not_until
-                    .wait_time_from(DefaultClock::default().now())
+                    .wait_time_from(posts.clock().now())
                     .as_secs()
                     .max(1),
             })

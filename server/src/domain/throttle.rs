@@ -5,7 +5,7 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 pub struct Throttle {
@@ -36,13 +36,15 @@ impl Throttle {
     /// Spends one attempt for this account and this address. `Err(seconds)` says how long
     /// to wait when either is exhausted.
     pub fn check(&self, account_key: &str, ip: Option<&str>) -> Result<(), u64> {
-        let now = DefaultClock::default().now();
+        // Each limiter's own clock: making a new one per call reads CPUID every time.
         if let Some(ip) = ip {
             if let Err(not_until) = self.addresses.check_key(&ip.to_owned()) {
+                let now = self.addresses.clock().now();
                 return Err(not_until.wait_time_from(now).as_secs().max(1));
             }
         }
         if let Err(not_until) = self.accounts.check_key(&account_key.to_owned()) {
+            let now = self.accounts.clock().now();
             return Err(not_until.wait_time_from(now).as_secs().max(1));
         }
         Ok(())

@@ -531,3 +531,92 @@ async fn a_socket_must_authenticate_in_its_first_frame() {
     }
     assert!(closed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_client_is_slowed_with_a_retry_time_on_rest_and_on_the_socket() {
+    let Some(app) = spawn_app_with(Backend::Sqlite, |c| {
+        c.limits.posts_burst = 3;
+        c.limits.posts_per_minute = 1;
+        c.limits.typing_burst = 2;
+        c.limits.typing_per_minute = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let (group, owner, members) = group_with_members(&app, 1).await;
+    let thread = group.main_thread_id;
+    // REST and the socket share one allowance per user: two REST posts, one socket post.
+    owner.post_text(thread, "1").await.unwrap();
+    owner.post_text(thread, "2").await.unwrap();
+    let mut ws = WsClient::connect(&app, &token(&owner)).await;
+    ws.send(json!({ "type": "post", "ref": "p3", "thread_id": thread, "body": "3", "client_msg_id": "c3" }))
+        .await;
+    assert!(matches!(
+        ws.until(|f| matches!(f, ServerFrame::Ack { .. }))
+            .await
+            .pop(),
+        Some(ServerFrame::Ack { .. })
+    ));
+    // The fourth is refused on the socket, with the time to wait...
+    ws.send(json!({ "type": "post", "ref": "p4", "thread_id": thread, "body": "4", "client_msg_id": "c4" }))
+        .await;
+    match ws
+        .until(|f| matches!(f, ServerFrame::Error { .. }))
+        .await
+        .pop()
+    {
+        Some(ServerFrame::Error {
+            reference,
+            code,
+            retry_after_ms,
+            ..
+        }) => {
+            assert_eq!(reference.as_deref(), Some("p4"));
+            assert_eq!(code, "too_many_requests");
+            assert!(retry_after_ms.is_some_and(|ms| ms >= 1000));
+        }
+        other => panic!("{other:?}"),
+    }
+    // ...and over REST: 429 with Retry-After, nothing stored.
+    let r = app
+        .http
+        .post(app.url(&format!("/api/v1/threads/{thread}/messages")))
+        .bearer_auth(token(&owner))
+        .json(&json!({ "body": "5", "client_msg_id": "c5" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get("retry-after").is_some());
+    let stored = members[0]
+        .list_messages(thread, Some(0), None, Some(50))
+        .await
+        .unwrap();
+    assert_eq!(stored.messages.len(), 3);
+    // Typing is limited per connection: the third in a row is refused, the socket stays.
+    for _ in 0..3 {
+        ws.send(json!({ "type": "typing", "thread_id": thread }))
+            .await;
+    }
+    match ws
+        .until(|f| matches!(f, ServerFrame::Error { .. }))
+        .await
+        .pop()
+    {
+        Some(ServerFrame::Error {
+            code,
+            retry_after_ms,
+            ..
+        }) => {
+            assert_eq!(code, "too_many_requests");
+            assert!(retry_after_ms.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    ws.send(json!({ "type": "ping" })).await;
+    assert!(matches!(
+        ws.until(|f| matches!(f, ServerFrame::Pong {})).await.pop(),
+        Some(ServerFrame::Pong {})
+    ));
+}

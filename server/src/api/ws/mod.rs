@@ -141,10 +141,11 @@ fn per_minute(rate: u32, burst: u32) -> DefaultDirectRateLimiter {
 
 /// Spends one token of `limiter`: `Err(wait)` when it is empty.
 fn spend(limiter: &DefaultDirectRateLimiter) -> Result<(), Duration> {
-    use governor::clock::{Clock, DefaultClock};
+    use governor::clock::Clock;
+    // The limiter's own clock: making a new one per call reads CPUID every time.
     limiter
         .check()
-        .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
 }
 
 /// Client frames as the reader task hands them over.
