@@ -24,7 +24,7 @@ use crate::store::Conn;
 /// What one post did inside its batch's transaction.
 pub(super) enum Posted {
     /// Stored; published once the batch commits.
-    New(Message, ThreadReader),
+    New(Message, Box<ThreadReader>),
     /// A retry: the original message, nothing stored.
     Existing(Message),
 }
@@ -228,7 +228,7 @@ impl Domain {
         // The author has read the thread up to their own message: moved for the whole
         // batch at once, before it commits (`domain::commit`).
         let message = wire_message(&row, Vec::new(), 0)?;
-        Ok(Posted::New(message, reader))
+        Ok(Posted::New(message, Box::new(reader)))
     }
 
     /// The checks of a post that need the database; reads only. Returns the mentions
