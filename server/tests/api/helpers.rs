@@ -38,6 +38,7 @@ macro_rules! both_backends {
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(tsunagu_no_postgres, ignore = "PostgreSQL half: set TSUNAGU_TEST_POSTGRES_URL to run it")]
             async fn postgres() {
                 if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await {
                     super::$name(app).await

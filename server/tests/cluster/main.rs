@@ -423,6 +423,10 @@ async fn collect(ws: &mut Ws, thread: ThreadId, want: usize, seqs: &mut Vec<i64>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    tsunagu_no_postgres,
+    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
+)]
 async fn a_post_on_node_a_reaches_clients_on_node_b_exactly_once_in_order() {
     let Some(cluster) = Cluster::start("cross-node delivery").await else {
         return;
@@ -449,6 +453,10 @@ async fn a_post_on_node_a_reaches_clients_on_node_b_exactly_once_in_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    tsunagu_no_postgres,
+    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
+)]
 async fn clients_of_a_killed_node_resume_on_the_other_with_nothing_lost_or_doubled() {
     let Some(mut cluster) = Cluster::start("kill -9 of a node").await else {
         return;
@@ -502,6 +510,10 @@ async fn clients_of_a_killed_node_resume_on_the_other_with_nothing_lost_or_doubl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    tsunagu_no_postgres,
+    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
+)]
 async fn nats_away_for_ten_seconds_loses_no_acknowledged_post() {
     let Some(mut cluster) = Cluster::start("NATS outage").await else {
         return;
@@ -550,6 +562,10 @@ async fn nats_away_for_ten_seconds_loses_no_acknowledged_post() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    tsunagu_no_postgres,
+    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
+)]
 async fn a_member_removed_on_node_a_loses_access_on_node_b_within_a_second() {
     let Some(cluster) = Cluster::start("removal across nodes").await else {
         return;
@@ -598,6 +614,10 @@ async fn a_member_removed_on_node_a_loses_access_on_node_b_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    tsunagu_no_postgres,
+    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
+)]
 async fn a_password_reset_from_a_shell_closes_the_sockets_on_a_running_node() {
     let Some(cluster) = Cluster::start("shell reset-password").await else {
         return;
@@ -635,6 +655,10 @@ async fn a_password_reset_from_a_shell_closes_the_sockets_on_a_running_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    tsunagu_no_postgres,
+    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
+)]
 async fn a_removal_during_a_nats_outage_still_cuts_the_other_nodes_socket() {
     let Some(mut cluster) = Cluster::start("removal while NATS is away").await else {
         return;

@@ -210,6 +210,10 @@ async fn acknowledged_posts_survive_kill_9_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    tsunagu_no_postgres,
+    ignore = "PostgreSQL half: set TSUNAGU_TEST_POSTGRES_URL to run it"
+)]
 async fn acknowledged_posts_survive_kill_9_on_postgres() {
     let Ok(admin_url) = std::env::var("TSUNAGU_TEST_POSTGRES_URL") else {
         if std::env::var("TSUNAGU_TEST_REQUIRE_POSTGRES").as_deref() == Ok("1") {

@@ -29,18 +29,21 @@ macro_rules! all_combinations {
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(tsunagu_no_s3, ignore = "S3 half: put s3s-fs on PATH to run it")]
             async fn sqlite_s3() {
                 if let Some(app) = spawn(Backend::Sqlite, Storage::S3).await {
                     super::$name(app).await
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(tsunagu_no_postgres, ignore = "PostgreSQL half: set TSUNAGU_TEST_POSTGRES_URL to run it")]
             async fn postgres_local() {
                 if let Some(app) = spawn(Backend::Postgres, Storage::Local).await {
                     super::$name(app).await
                 }
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(any(tsunagu_no_postgres, tsunagu_no_s3), ignore = "PostgreSQL + S3: set TSUNAGU_TEST_POSTGRES_URL and put s3s-fs on PATH to run it")]
             async fn postgres_s3() {
                 if let Some(app) = spawn(Backend::Postgres, Storage::S3).await {
                     super::$name(app).await
