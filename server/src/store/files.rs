@@ -146,10 +146,9 @@ pub async fn library(
     offset: i64,
 ) -> Result<Vec<FileRow>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM files f JOIN threads t ON t.id = f.thread_id \
+        "SELECT {COLUMNS} FROM files f \
+         JOIN thread_audience a ON a.thread_id = f.thread_id AND a.user_id = $2 \
          WHERE f.group_id = $1 AND f.deleted_at IS NULL \
-         AND (t.kind = 'main' OR EXISTS \
-              (SELECT 1 FROM thread_members tm WHERE tm.thread_id = t.id AND tm.user_id = $2)) \
          AND ($3 IS NULL OR f.kind = $3) AND ($4 IS NULL OR f.uploader_id = $4) \
          AND ($5 IS NULL OR f.thread_id = $5) AND ($6 IS NULL OR f.folder = $6) \
          AND ($7 IS NULL OR f.tags LIKE $7 ESCAPE '\\') AND ($8 IS NULL OR f.name LIKE $8 ESCAPE '\\') \
@@ -182,11 +181,10 @@ pub async fn search(
     limit: i64,
 ) -> Result<Vec<FileRow>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM files f JOIN threads t ON t.id = f.thread_id \
-         JOIN group_members m ON m.group_id = f.group_id AND m.user_id = $2 \
-         WHERE f.region_id = $1 AND f.deleted_at IS NULL AND f.name LIKE $3 ESCAPE '\\' \
-         AND (t.kind = 'main' OR EXISTS \
-              (SELECT 1 FROM thread_members tm WHERE tm.thread_id = t.id AND tm.user_id = $2)) \
+        "SELECT {COLUMNS} FROM files f \
+         JOIN thread_audience a ON a.thread_id = f.thread_id AND a.user_id = $2 \
+         WHERE f.region_id = $1 AND a.region_id = $1 AND f.deleted_at IS NULL \
+         AND f.name LIKE $3 ESCAPE '\\' \
          ORDER BY f.created_at DESC LIMIT $4"
     ))
     .bind(region_id)

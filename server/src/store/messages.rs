@@ -208,11 +208,9 @@ pub async fn search(
     Ok(sqlx::query_as(
         "SELECT m.id, m.thread_id, m.seq, m.author_id, m.client_msg_id, m.body, m.reply_to, m.mentions, \
          m.attachments, m.created_at, m.edited_at, m.deleted_at \
-         FROM messages m JOIN threads t ON t.id = m.thread_id JOIN groups g ON g.id = t.group_id \
-         JOIN group_members gm ON gm.group_id = g.id AND gm.user_id = $2 \
-         WHERE g.region_id = $1 AND m.deleted_at IS NULL AND m.body LIKE $3 ESCAPE '\\' \
-         AND (t.kind = 'main' OR EXISTS \
-              (SELECT 1 FROM thread_members tm WHERE tm.thread_id = t.id AND tm.user_id = $2)) \
+         FROM messages m JOIN thread_audience a ON a.thread_id = m.thread_id \
+         WHERE a.region_id = $1 AND a.user_id = $2 AND m.deleted_at IS NULL \
+         AND m.body LIKE $3 ESCAPE '\\' \
          ORDER BY m.created_at DESC, m.id DESC LIMIT $4",
     )
     .bind(region_id)

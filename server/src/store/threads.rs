@@ -45,9 +45,9 @@ pub struct ThreadAccessRow {
     pub patient_side: i64,
 }
 
-/// THE visibility rule, as SQL: the thread, only if `user_id` is a current member of
-/// its audience — the group for the main timeline, the member set for a 内緒話 — and
-/// the group is in `region_id`. Everything that reads a thread goes through this.
+/// A thread, only if `user_id` is in its audience (the `thread_audience` view, the one
+/// definition of the visibility rule: migration `0006_thread_audience.sql`) within
+/// `region_id`. Every check on a thread goes through this.
 pub async fn access(
     conn: &mut Conn,
     region_id: &str,
@@ -55,12 +55,9 @@ pub async fn access(
     user_id: &str,
 ) -> Result<Option<ThreadAccessRow>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS}, g.region_id, g.archived_at, m.role AS group_role, m.patient_side \
-         FROM threads t JOIN groups g ON g.id = t.group_id \
-         JOIN group_members m ON m.group_id = g.id AND m.user_id = $2 \
-         WHERE t.id = $1 AND g.region_id = $3 \
-         AND (t.kind = 'main' OR EXISTS \
-              (SELECT 1 FROM thread_members tm WHERE tm.thread_id = t.id AND tm.user_id = $2))"
+        "SELECT {COLUMNS}, a.region_id, a.archived_at, a.group_role, a.patient_side \
+         FROM threads t JOIN thread_audience a ON a.thread_id = t.id \
+         WHERE t.id = $1 AND a.user_id = $2 AND a.region_id = $3"
     ))
     .bind(thread_id)
     .bind(user_id)
@@ -72,11 +69,8 @@ pub async fn access(
 /// Every thread `user_id` can see, by the same rule as [`access`].
 pub async fn visible_to(conn: &mut Conn, region_id: &str, user_id: &str) -> Result<Vec<ThreadRow>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM threads t JOIN groups g ON g.id = t.group_id \
-         JOIN group_members m ON m.group_id = g.id AND m.user_id = $1 \
-         WHERE g.region_id = $2 \
-         AND (t.kind = 'main' OR EXISTS \
-              (SELECT 1 FROM thread_members tm WHERE tm.thread_id = t.id AND tm.user_id = $1)) \
+        "SELECT {COLUMNS} FROM threads t JOIN thread_audience a ON a.thread_id = t.id \
+         WHERE a.user_id = $1 AND a.region_id = $2 \
          ORDER BY t.created_at, t.id"
     ))
     .bind(user_id)
@@ -92,9 +86,8 @@ pub async fn visible_in_group(
     user_id: &str,
 ) -> Result<Vec<ThreadRow>> {
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM threads t WHERE t.group_id = $1 \
-         AND (t.kind = 'main' OR EXISTS \
-              (SELECT 1 FROM thread_members tm WHERE tm.thread_id = t.id AND tm.user_id = $2)) \
+        "SELECT {COLUMNS} FROM threads t JOIN thread_audience a ON a.thread_id = t.id \
+         WHERE t.group_id = $1 AND a.user_id = $2 \
          ORDER BY CASE WHEN t.kind = 'main' THEN 0 ELSE 1 END, t.created_at, t.id"
     ))
     .bind(group_id)
@@ -186,10 +179,8 @@ pub async fn next_seq_if_postable(
     Ok(sqlx::query_as(
         "UPDATE threads SET last_seq = last_seq + 1 \
          WHERE id = $1 \
-         AND EXISTS (SELECT 1 FROM groups g JOIN group_members m ON m.group_id = g.id AND m.user_id = $2 \
-                     WHERE g.id = threads.group_id AND g.region_id = $3 AND g.archived_at IS NULL) \
-         AND (kind = 'main' OR EXISTS \
-              (SELECT 1 FROM thread_members tm WHERE tm.thread_id = threads.id AND tm.user_id = $2)) \
+         AND EXISTS (SELECT 1 FROM thread_audience a WHERE a.thread_id = threads.id \
+                     AND a.user_id = $2 AND a.region_id = $3 AND a.archived_at IS NULL) \
          RETURNING id, group_id, kind, title, last_seq, created_by, created_at",
     )
     .bind(thread_id)
@@ -276,10 +267,8 @@ pub async fn audience_receipts(conn: &mut Conn, thread: &ThreadRow) -> Result<Ve
     Ok(sqlx::query_as(
         "SELECT r.user_id, r.last_read_seq, r.updated_at, u.display_name FROM read_receipts r \
          JOIN users u ON u.id = r.user_id \
-         JOIN threads t ON t.id = r.thread_id \
-         JOIN group_members m ON m.group_id = t.group_id AND m.user_id = r.user_id \
-         WHERE r.thread_id = $1 AND (t.kind = 'main' OR EXISTS \
-              (SELECT 1 FROM thread_members tm WHERE tm.thread_id = t.id AND tm.user_id = r.user_id)) \
+         JOIN thread_audience a ON a.thread_id = r.thread_id AND a.user_id = r.user_id \
+         WHERE r.thread_id = $1 \
          ORDER BY r.updated_at, r.user_id",
     )
     .bind(&thread.id)
