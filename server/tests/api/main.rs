@@ -8,6 +8,7 @@ mod auth;
 mod http;
 mod lifecycle;
 mod operator;
+mod schema;
 mod tls;
 mod tokens;
 mod ws;
