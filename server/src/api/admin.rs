@@ -30,6 +30,7 @@ pub async fn list_regions(
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListOrganizationsQuery {
     /// Include deactivated organisations.
     #[serde(default)]
@@ -110,6 +111,7 @@ pub async fn update_organization(
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListUsersQuery {
     /// Include deactivated users.
     #[serde(default)]

@@ -19,6 +19,7 @@ use crate::domain::files::LibraryQuery;
 use crate::store::files::LibrarySort;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The file name, URL-encoded UTF-8 (or send it in `X-File-Name`, percent-encoded).
     pub name: Option<String>,
@@ -303,6 +304,7 @@ pub async fn content(
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LibraryParams {
     /// image, pdf, word, excel, powerpoint, text or other.
     pub kind: Option<FileKind>,
@@ -379,6 +381,7 @@ pub async fn library(
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// Text to find in messages and file names (a substring; Japanese welcome).
     pub q: String,

@@ -36,6 +36,7 @@ pub async fn create_group(
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListGroupsQuery {
     /// Include archived groups.
     #[serde(default)]

@@ -37,8 +37,12 @@ use super::{admin, audit, auth, files, groups, health, me, threads, ws};
         files::search,
         health::healthz, health::readyz, health::metrics,
     ),
-    components(schemas(tsunagu_protocol::ErrorBody, tsunagu_protocol::ErrorCode)),
-    modifiers(&BearerAuth),
+    components(schemas(
+        tsunagu_protocol::ErrorBody,
+        tsunagu_protocol::ErrorCode,
+        crate::api::audit::ReportFormat
+    )),
+    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "auth", description = "Sign-in and tokens"),
         (name = "me", description = "The caller's own account"),
@@ -68,6 +72,71 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// The answers every route can give besides its own, documented on every operation
+/// that can give them (one place, so no route can forget them): 401 and 403 where a
+/// token is needed (no, expired or revoked token; an account action pending), 404 where
+/// the path names something, 400/413/415 where a body is read, 429 and 503 anywhere
+/// under `/api/v1` (throttling, an unreachable database). All carry the error shape.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let error = |description: &str| -> RefOr<utoipa::openapi::Response> {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/") || path == "/api/v1/ws" {
+                continue;
+            }
+            let names_something = path.contains('{');
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let body = op.request_body.is_some();
+                let mut add = |code: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(description));
+                };
+                add("400", "Bad input: a malformed parameter or body");
+                if secured {
+                    add("401", "No, an expired or a revoked access token");
+                    add("403", "Not allowed, or an account action (password change, TOTP enrolment) is pending");
+                }
+                if names_something {
+                    add("404", "Unknown, or not visible to the caller (the two are indistinguishable)");
+                }
+                if body {
+                    add("413", "The body is larger than allowed");
+                    add("415", "The body has the wrong content type");
+                }
+                add("429", "Too many requests: wait for `Retry-After` seconds");
+                add("503", "Temporarily unavailable (the database cannot be reached)");
+            }
+        }
     }
 }
 

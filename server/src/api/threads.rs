@@ -102,6 +102,7 @@ pub async fn post_message(
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
     /// Messages with a greater `seq`, ascending (catching up).
     pub after_seq: Option<i64>,
