@@ -303,7 +303,13 @@ pub async fn reject_join_request(
     post, path = "/api/v1/groups/{id}/threads", tag = "threads",
     params(("id" = String, Path, description = "Group id")),
     request_body = CreateThread,
-    responses((status = 201, body = Thread), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 201, body = Thread),
+        (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The group is archived", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn create_thread(

@@ -64,7 +64,11 @@ const READ_BUFFER: usize = 2 * 1024;
 /// (`{"type": "auth", "token": "..."}`) within the auth timeout; see docs/protocol.md.
 #[utoipa::path(
     get, path = "/api/v1/ws", tag = "websocket",
-    responses((status = 101, description = "Switching protocols; JSON text frames follow (docs/protocol.md)"))
+    responses(
+        (status = 101, description = "Switching protocols; JSON text frames follow (docs/protocol.md)"),
+        (status = 400, description = "Not a websocket upgrade request"),
+        (status = 426, description = "Upgrade required: this path speaks only the websocket protocol"),
+    )
 )]
 pub async fn upgrade(
     State(state): State<AppState>,
