@@ -76,7 +76,7 @@ pub async fn create_organization(
 
 #[utoipa::path(
     get, path = "/api/v1/admin/organizations/{id}", tag = "admin",
-    params(("id" = String, Path, description = "Organisation id")),
+    params(("id" = uuid::Uuid, Path, description = "Organisation id")),
     responses((status = 200, body = Organization), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -90,7 +90,7 @@ pub async fn get_organization(
 
 #[utoipa::path(
     patch, path = "/api/v1/admin/organizations/{id}", tag = "admin",
-    params(("id" = String, Path, description = "Organisation id")),
+    params(("id" = uuid::Uuid, Path, description = "Organisation id")),
     request_body = UpdateOrganization,
     responses((status = 200, body = Organization), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -165,7 +165,7 @@ pub async fn create_user(
 
 #[utoipa::path(
     get, path = "/api/v1/admin/users/{id}", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -179,7 +179,7 @@ pub async fn get_user(
 
 #[utoipa::path(
     patch, path = "/api/v1/admin/users/{id}", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = UpdateUser,
     responses((status = 200, body = User), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []))
@@ -199,7 +199,7 @@ pub async fn update_user(
 /// Deactivate a user: every session ends at once, sign-in is refused.
 #[utoipa::path(
     post, path = "/api/v1/admin/users/{id}/deactivate", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     responses((status = 200, body = User), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -216,7 +216,7 @@ pub async fn deactivate_user(
 
 #[utoipa::path(
     post, path = "/api/v1/admin/users/{id}/reactivate", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -234,7 +234,7 @@ pub async fn reactivate_user(
 /// Set a new password (temporary by default) and sign the user out everywhere.
 #[utoipa::path(
     post, path = "/api/v1/admin/users/{id}/reset-password", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = ResetPassword,
     responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -254,7 +254,7 @@ pub async fn reset_password(
 /// Remove a user's TOTP second factor (lost phone).
 #[utoipa::path(
     post, path = "/api/v1/admin/users/{id}/reset-totp", tag = "admin",
-    params(("id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "User id")),
     responses((status = 200, body = User), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]

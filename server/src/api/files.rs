@@ -30,7 +30,7 @@ pub struct UploadQuery {
 /// only once committed. The kind is detected from the content.
 #[utoipa::path(
     post, path = "/api/v1/threads/{id}/files", tag = "files",
-    params(("id" = String, Path, description = "Thread id"), UploadQuery),
+    params(("id" = uuid::Uuid, Path, description = "Thread id"), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 201, body = FileInfo),
@@ -105,7 +105,7 @@ async fn upload_inner(
 
 #[utoipa::path(
     get, path = "/api/v1/files/{id}", tag = "files",
-    params(("id" = String, Path, description = "File id")),
+    params(("id" = uuid::Uuid, Path, description = "File id")),
     responses((status = 200, body = FileInfo), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -126,7 +126,7 @@ pub async fn metadata(
 /// Organise a file: folder and tags (its uploader or a group owner/admin).
 #[utoipa::path(
     patch, path = "/api/v1/files/{id}", tag = "files",
-    params(("id" = String, Path, description = "File id")),
+    params(("id" = uuid::Uuid, Path, description = "File id")),
     request_body = UpdateFile,
     responses((status = 200, body = FileInfo), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -149,7 +149,7 @@ pub async fn update(
 /// Delete a file: its key is destroyed (crypto-shredding), then its blob.
 #[utoipa::path(
     delete, path = "/api/v1/files/{id}", tag = "files",
-    params(("id" = String, Path, description = "File id")),
+    params(("id" = uuid::Uuid, Path, description = "File id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -223,7 +223,7 @@ pub fn content_disposition(name: &str) -> String {
 /// needed decrypted).
 #[utoipa::path(
     get, path = "/api/v1/files/{id}/content", tag = "files",
-    params(("id" = String, Path, description = "File id")),
+    params(("id" = uuid::Uuid, Path, description = "File id")),
     responses(
         (status = 200, description = "The file", content_type = "application/octet-stream"),
         (status = 206, description = "The requested range"),
@@ -337,7 +337,7 @@ fn parse_time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
 /// The group's file library: only files of threads the caller is in.
 #[utoipa::path(
     get, path = "/api/v1/groups/{id}/files", tag = "files",
-    params(("id" = String, Path, description = "Group id"), LibraryParams),
+    params(("id" = uuid::Uuid, Path, description = "Group id"), LibraryParams),
     responses((status = 200, body = FileList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]

@@ -65,7 +65,7 @@ pub async fn list_groups(
 
 #[utoipa::path(
     get, path = "/api/v1/groups/{id}", tag = "groups",
-    params(("id" = String, Path, description = "Group id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id")),
     responses((status = 200, body = Group), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -80,7 +80,7 @@ pub async fn get_group(
 /// Update name, description or patient profile (group owners and admins).
 #[utoipa::path(
     patch, path = "/api/v1/groups/{id}", tag = "groups",
-    params(("id" = String, Path, description = "Group id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id")),
     request_body = UpdateGroup,
     responses((status = 200, body = Group), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -100,7 +100,7 @@ pub async fn update_group(
 /// Archive a group: readable, no new posts (group owners and admins).
 #[utoipa::path(
     post, path = "/api/v1/groups/{id}/archive", tag = "groups",
-    params(("id" = String, Path, description = "Group id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id")),
     responses((status = 200, body = Group), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -117,7 +117,7 @@ pub async fn archive_group(
 
 #[utoipa::path(
     get, path = "/api/v1/groups/{id}/members", tag = "groups",
-    params(("id" = String, Path, description = "Group id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id")),
     responses((status = 200, body = MemberList), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -134,7 +134,7 @@ pub async fn list_members(
 /// Add a user of the region to the group (group owners and admins).
 #[utoipa::path(
     post, path = "/api/v1/groups/{id}/members", tag = "groups",
-    params(("id" = String, Path, description = "Group id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id")),
     request_body = AddMember,
     responses((status = 201, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []))
@@ -155,7 +155,7 @@ pub async fn add_member(
 /// Change a member's role (group owners and admins).
 #[utoipa::path(
     patch, path = "/api/v1/groups/{id}/members/{user_id}", tag = "groups",
-    params(("id" = String, Path, description = "Group id"), ("user_id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id"), ("user_id" = uuid::Uuid, Path, description = "User id")),
     request_body = UpdateMember,
     responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -179,7 +179,7 @@ pub async fn update_member(
 /// effect at once everywhere, live connections included.
 #[utoipa::path(
     delete, path = "/api/v1/groups/{id}/members/{user_id}", tag = "groups",
-    params(("id" = String, Path, description = "Group id"), ("user_id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id"), ("user_id" = uuid::Uuid, Path, description = "User id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -199,7 +199,7 @@ pub async fn remove_member(
 /// Create an invitation code (group owners and admins). The code is shown once.
 #[utoipa::path(
     post, path = "/api/v1/groups/{id}/invitations", tag = "groups",
-    params(("id" = String, Path, description = "Group id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id")),
     request_body = CreateInvitation,
     responses((status = 201, body = Invitation), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -246,7 +246,7 @@ pub async fn accept_invitation(
 /// Pending join requests (group owners and admins).
 #[utoipa::path(
     get, path = "/api/v1/groups/{id}/join-requests", tag = "groups",
-    params(("id" = String, Path, description = "Group id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id")),
     responses((status = 200, body = JoinRequestList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -262,7 +262,7 @@ pub async fn list_join_requests(
 
 #[utoipa::path(
     post, path = "/api/v1/groups/{id}/join-requests/{user_id}/approve", tag = "groups",
-    params(("id" = String, Path, description = "Group id"), ("user_id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id"), ("user_id" = uuid::Uuid, Path, description = "User id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -281,7 +281,7 @@ pub async fn approve_join_request(
 
 #[utoipa::path(
     post, path = "/api/v1/groups/{id}/join-requests/{user_id}/reject", tag = "groups",
-    params(("id" = String, Path, description = "Group id"), ("user_id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id"), ("user_id" = uuid::Uuid, Path, description = "User id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -301,7 +301,7 @@ pub async fn reject_join_request(
 /// Create a 内緒話 thread with chosen professional members of the group.
 #[utoipa::path(
     post, path = "/api/v1/groups/{id}/threads", tag = "threads",
-    params(("id" = String, Path, description = "Group id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id")),
     request_body = CreateThread,
     responses(
         (status = 201, body = Thread),
@@ -329,7 +329,7 @@ pub async fn create_thread(
 /// counts. Other threads are not listed.
 #[utoipa::path(
     get, path = "/api/v1/groups/{id}/threads", tag = "threads",
-    params(("id" = String, Path, description = "Group id")),
+    params(("id" = uuid::Uuid, Path, description = "Group id")),
     responses((status = 200, body = ThreadList), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]

@@ -127,14 +127,20 @@ impl Modify for CommonResponses {
                     add("403", "Not allowed, or an account action (password change, TOTP enrolment) is pending");
                 }
                 if names_something {
-                    add("404", "Unknown, or not visible to the caller (the two are indistinguishable)");
+                    add(
+                        "404",
+                        "Unknown, or not visible to the caller (the two are indistinguishable)",
+                    );
                 }
                 if body {
                     add("413", "The body is larger than allowed");
                     add("415", "The body has the wrong content type");
                 }
                 add("429", "Too many requests: wait for `Retry-After` seconds");
-                add("503", "Temporarily unavailable (the database cannot be reached)");
+                add(
+                    "503",
+                    "Temporarily unavailable (the database cannot be reached)",
+                );
             }
         }
     }

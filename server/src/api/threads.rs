@@ -17,7 +17,7 @@ use crate::domain::messages::PageQuery;
 
 #[utoipa::path(
     get, path = "/api/v1/threads/{id}", tag = "threads",
-    params(("id" = String, Path, description = "Thread id")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id")),
     responses((status = 200, body = Thread), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -32,7 +32,7 @@ pub async fn get_thread(
 /// Add a professional member of the group to a 内緒話 thread (any thread member may).
 #[utoipa::path(
     post, path = "/api/v1/threads/{id}/members", tag = "threads",
-    params(("id" = String, Path, description = "Thread id")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id")),
     request_body = AddThreadMember,
     responses((status = 200, body = Thread), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -55,7 +55,7 @@ pub async fn add_thread_member(
 /// Remove someone (or yourself) from a 内緒話 thread.
 #[utoipa::path(
     delete, path = "/api/v1/threads/{id}/members/{user_id}", tag = "threads",
-    params(("id" = String, Path, description = "Thread id"), ("user_id" = String, Path, description = "User id")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id"), ("user_id" = uuid::Uuid, Path, description = "User id")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -76,7 +76,7 @@ pub async fn remove_thread_member(
 /// `client_msg_id` returns the original (200) instead of posting again (201).
 #[utoipa::path(
     post, path = "/api/v1/threads/{id}/messages", tag = "messages",
-    params(("id" = String, Path, description = "Thread id")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id")),
     request_body = PostMessage,
     responses(
         (status = 201, description = "Posted", body = Message),
@@ -115,7 +115,7 @@ pub struct MessagesQuery {
 /// Page the timeline.
 #[utoipa::path(
     get, path = "/api/v1/threads/{id}/messages", tag = "messages",
-    params(("id" = String, Path, description = "Thread id"), MessagesQuery),
+    params(("id" = uuid::Uuid, Path, description = "Thread id"), MessagesQuery),
     responses((status = 200, body = MessagePage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -138,7 +138,7 @@ pub async fn list_messages(
 /// Edit your own message; earlier versions stay in its history.
 #[utoipa::path(
     patch, path = "/api/v1/threads/{id}/messages/{message_id}", tag = "messages",
-    params(("id" = String, Path, description = "Thread id"), ("message_id" = String, Path, description = "Message id")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id"), ("message_id" = uuid::Uuid, Path, description = "Message id")),
     request_body = EditMessage,
     responses((status = 200, body = Message), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []))
@@ -160,7 +160,7 @@ pub async fn edit_message(
 /// Delete your own message, leaving a tombstone in its place.
 #[utoipa::path(
     delete, path = "/api/v1/threads/{id}/messages/{message_id}", tag = "messages",
-    params(("id" = String, Path, description = "Thread id"), ("message_id" = String, Path, description = "Message id")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id"), ("message_id" = uuid::Uuid, Path, description = "Message id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -176,7 +176,7 @@ pub async fn delete_message(
 /// Earlier versions of a message.
 #[utoipa::path(
     get, path = "/api/v1/threads/{id}/messages/{message_id}/history", tag = "messages",
-    params(("id" = String, Path, description = "Thread id"), ("message_id" = String, Path, description = "Message id")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id"), ("message_id" = uuid::Uuid, Path, description = "Message id")),
     responses((status = 200, body = MessageHistory), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -196,7 +196,7 @@ pub async fn message_history(
 /// Who has read a message (既読一覧).
 #[utoipa::path(
     get, path = "/api/v1/threads/{id}/messages/{message_id}/readers", tag = "messages",
-    params(("id" = String, Path, description = "Thread id"), ("message_id" = String, Path, description = "Message id")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id"), ("message_id" = uuid::Uuid, Path, description = "Message id")),
     responses((status = 200, body = Readers), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -212,7 +212,7 @@ pub async fn readers(
 
 #[utoipa::path(
     post, path = "/api/v1/threads/{id}/messages/{message_id}/reactions", tag = "messages",
-    params(("id" = String, Path, description = "Thread id"), ("message_id" = String, Path, description = "Message id")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id"), ("message_id" = uuid::Uuid, Path, description = "Message id")),
     request_body = AddReaction,
     responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -232,7 +232,7 @@ pub async fn add_reaction(
 
 #[utoipa::path(
     delete, path = "/api/v1/threads/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages",
-    params(("id" = String, Path, description = "Thread id"), ("message_id" = String, Path, description = "Message id"), ("emoji" = String, Path, description = "URL-encoded emoji")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id"), ("message_id" = uuid::Uuid, Path, description = "Message id"), ("emoji" = String, Path, description = "URL-encoded emoji")),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -251,7 +251,7 @@ pub async fn remove_reaction(
 /// Mark everything up to `seq` as read (既読). Never moves backwards.
 #[utoipa::path(
     post, path = "/api/v1/threads/{id}/read", tag = "messages",
-    params(("id" = String, Path, description = "Thread id")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id")),
     request_body = MarkRead,
     responses((status = 200, body = ReadState), (status = 404, body = ErrorBody)),
     security(("bearer" = []))

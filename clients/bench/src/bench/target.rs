@@ -335,7 +335,7 @@ fn server_bin(cli: &Cli) -> anyhow::Result<PathBuf> {
     };
     if !bin.exists() {
         bail!(
-            "{} not found: build it first with `cargo build --release -p tsunagu-server -p tsunagu-client`, or give --server-bin",
+            "{} not found: build it first with `cargo build --release -p tsunagu-server -p tsunagu-bench`, or give --server-bin",
             bin.display()
         );
     }
