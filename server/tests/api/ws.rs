@@ -620,3 +620,151 @@ async fn a_runaway_client_is_slowed_with_a_retry_time_on_rest_and_on_the_socket(
         Some(ServerFrame::Pong {})
     ));
 }
+
+/// The websocket driver over in-memory channels instead of a socket (`ws::serve` is
+/// generic over `Sink`/`Stream`, as in axum's websocket-testing example): the same
+/// authentication, resume, live delivery and acks, with no network in between.
+mod over_channels {
+    use std::pin::Pin;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use axum::extract::ws::Message as AxumMessage;
+    use futures_util::{Sink, Stream};
+    use tokio::sync::mpsc;
+    use tsunagu_protocol::ws::ServerFrame;
+    use tsunagu_server::api::AppState;
+    use tsunagu_server::audit::RequestMeta;
+
+    use super::{group_with_members, token};
+    use crate::helpers::{spawn_app, Backend};
+
+    /// The server's end of an in-memory "socket".
+    struct ChannelSocket {
+        to_client: mpsc::UnboundedSender<AxumMessage>,
+        from_client: mpsc::UnboundedReceiver<AxumMessage>,
+    }
+
+    impl Stream for ChannelSocket {
+        type Item = Result<AxumMessage, axum::Error>;
+        fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            self.from_client.poll_recv(cx).map(|m| m.map(Ok))
+        }
+    }
+
+    impl Sink<AxumMessage> for ChannelSocket {
+        type Error = axum::Error;
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, item: AxumMessage) -> Result<(), Self::Error> {
+            self.to_client
+                .send(item)
+                .map_err(|_| axum::Error::new("the client is gone"))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn frame(rx: &mut mpsc::UnboundedReceiver<AxumMessage>) -> ServerFrame {
+        loop {
+            let msg = tokio::time::timeout(std::time::Duration::from_secs(30), rx.recv())
+                .await
+                .expect("a frame within 30 s (a guard against hangs)")
+                .expect("the driver closed");
+            if let AxumMessage::Text(t) = msg {
+                return serde_json::from_str(t.as_str()).expect("a server frame");
+            }
+        }
+    }
+
+    fn text(v: serde_json::Value) -> AxumMessage {
+        AxumMessage::Text(v.to_string().into())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_driver_runs_over_channels_as_over_a_socket() {
+        let app = spawn_app(Backend::Sqlite).await.expect("sqlite");
+        let (group, owner, members) = group_with_members(&app, 1).await;
+        let thread = group.main_thread_id;
+        owner.post_text(thread, "before").await.unwrap();
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let state = AppState {
+            domain: app.domain.clone(),
+            metrics: tsunagu_server::telemetry::metrics_handle(),
+            trust_forwarded_for: false,
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            shutdown,
+            ws: app.config.ws.clone(),
+            live: app.config.limits.clone(),
+            audit_verifier: tsunagu_server::app::load_audit_signer(&app.config)
+                .unwrap()
+                .verifier(),
+        };
+        let (to_client, mut client_rx) = mpsc::unbounded_channel();
+        let (client_tx, from_client) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(tsunagu_server::api::ws::serve(
+            state,
+            ChannelSocket {
+                to_client,
+                from_client,
+            },
+            RequestMeta::default(),
+        ));
+        client_tx
+            .send(text(
+                serde_json::json!({"type": "auth", "token": token(&members[0])}),
+            ))
+            .unwrap();
+        assert!(matches!(
+            frame(&mut client_rx).await,
+            ServerFrame::Ready { .. }
+        ));
+        client_tx
+            .send(text(
+                serde_json::json!({"type": "resume", "threads": {thread.to_string(): 0}}),
+            ))
+            .unwrap();
+        match frame(&mut client_rx).await {
+            ServerFrame::MessageCreated { message } => assert_eq!(message.body, "before"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            frame(&mut client_rx).await,
+            ServerFrame::Resumed { .. }
+        ));
+        // Live: another member's post arrives; our own post is acknowledged.
+        owner.post_text(thread, "live").await.unwrap();
+        match frame(&mut client_rx).await {
+            ServerFrame::MessageCreated { message } => {
+                assert_eq!((message.seq, message.body.as_str()), (2, "live"))
+            }
+            other => panic!("{other:?}"),
+        }
+        client_tx
+            .send(text(serde_json::json!({"type": "post", "ref": "r1", "thread_id": thread, "body": "mine", "client_msg_id": "m1"})))
+            .unwrap();
+        loop {
+            match frame(&mut client_rx).await {
+                ServerFrame::Ack { reference, message } => {
+                    assert_eq!(reference.as_deref(), Some("r1"));
+                    assert_eq!(message.seq, 3);
+                    break;
+                }
+                ServerFrame::MessageCreated { .. } => {}
+                other => panic!("{other:?}"),
+            }
+        }
+        // The client hangs up: the driver ends.
+        drop(client_tx);
+        tokio::time::timeout(std::time::Duration::from_secs(30), driver)
+            .await
+            .expect("the driver ends when its client is gone")
+            .unwrap();
+    }
+}
