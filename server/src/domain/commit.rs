@@ -86,16 +86,13 @@ impl Domain {
             Ok(tx) => tx,
             Err(e) => {
                 tracing::error!(error = %e, "group commit: begin failed");
-                for job in jobs {
-                    let _ = job
-                        .reply
-                        .send(Err(DomainError::Internal(format!("begin: {e}"))));
-                }
+                fail_all(jobs, &format!("begin: {e}"));
                 return;
             }
         };
         let mut results: Vec<(PostJob, Result<Posted>)> = Vec::with_capacity(jobs.len());
-        for job in jobs {
+        let mut pending = jobs.into_iter();
+        while let Some(job) = pending.next() {
             let outcome = self
                 .post_in_tx(&mut tx, &job.member, &job.thread_id, &job.req)
                 .await;
@@ -103,14 +100,10 @@ impl Domain {
             // the batch fails as a whole and its posters retry with their ids.
             if let Err(DomainError::Internal(cause)) = &outcome {
                 tracing::error!(error = %cause, "group commit: a post failed; rolling the batch back");
-                let cause = cause.clone();
+                let cause = format!("batch rolled back: {cause}");
                 let _ = tx.rollback().await;
-                let _ = job.reply.send(Err(DomainError::Internal(cause.clone())));
-                for (job, _) in results {
-                    let _ = job.reply.send(Err(DomainError::Internal(format!(
-                        "batch rolled back: {cause}"
-                    ))));
-                }
+                let done = results.into_iter().map(|(job, _)| job);
+                fail_all(done.chain(std::iter::once(job)).chain(pending), &cause);
                 return;
             }
             results.push((job, outcome));
@@ -133,11 +126,10 @@ impl Domain {
             {
                 tracing::error!(error = %e, "group commit: read positions failed; rolling the batch back");
                 let _ = tx.rollback().await;
-                for (job, _) in results {
-                    let _ = job.reply.send(Err(DomainError::Internal(format!(
-                        "batch rolled back: {e}"
-                    ))));
-                }
+                fail_all(
+                    results.into_iter().map(|(job, _)| job),
+                    &format!("batch rolled back: {e}"),
+                );
                 return;
             }
         }
@@ -162,6 +154,14 @@ impl Domain {
             };
             let _ = job.reply.send(answer);
         }
+    }
+}
+
+/// Answers every post of a batch that cannot commit: nothing of it was stored, and each
+/// poster retries with its `client_msg_id`.
+fn fail_all(jobs: impl IntoIterator<Item = PostJob>, cause: &str) {
+    for job in jobs {
+        let _ = job.reply.send(Err(DomainError::Internal(cause.to_owned())));
     }
 }
 

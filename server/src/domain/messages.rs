@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use tsunagu_protocol::ids::{MessageId, ThreadId, UserId};
 use tsunagu_protocol::messaging::{
     EditMessage, Message, MessageEditRecord, MessageHistory, MessagePage, PostMessage, Reaction,
-    ReadState, Reader, Readers, ThreadKind,
+    ReadState, Reader, Readers,
 };
 use tsunagu_protocol::ws::ServerFrame;
 
@@ -124,11 +124,12 @@ impl Domain {
         &self,
         member: &Member,
         thread_id: ThreadId,
-        req: PostMessage,
+        mut req: PostMessage,
         _meta: &RequestMeta,
     ) -> Result<(Message, bool)> {
         check_client_msg_id(&req.client_msg_id)?;
-        validate::text("body", &req.body, self.settings().max_message_chars)?;
+        // Checked (and cleaned) once, here, before the post queues for a transaction.
+        req.body = validate::text("body", &req.body, self.settings().max_message_chars)?;
         if req.attachments.len() > 20 {
             return Err(DomainError::Invalid("at most 20 attachments".into()));
         }
@@ -139,8 +140,9 @@ impl Domain {
         self.commit_post(member.clone(), thread_id, req).await
     }
 
-    /// One post inside the (shared) transaction `tx`. Nothing here commits; the
-    /// author's read position is moved by the caller (once per batch).
+    /// One post inside the (shared) transaction `tx`, whose body, id and list sizes
+    /// [`Domain::post_message`] has already checked. Nothing here commits; the author's
+    /// read position is moved by the caller (once per batch).
     ///
     /// Every check reads before anything is written, so a refused post leaves the
     /// transaction untouched and the other posts of its batch stand without savepoints;
@@ -156,7 +158,6 @@ impl Domain {
         thread_id: &ThreadId,
         req: &PostMessage,
     ) -> Result<Posted> {
-        let body = validate::text("body", &req.body, self.settings().max_message_chars)?;
         let author = member.session().user_id().to_string();
         let plain = req.reply_to.is_none() && req.mentions.is_empty() && req.attachments.is_empty();
         // A plain post (most are) checks visibility and takes its seq in one statement.
@@ -174,13 +175,7 @@ impl Domain {
         let (reader, seq, mentions, attachments) = match fast {
             Some(thread) => {
                 let seq = thread.last_seq;
-                let reader = ThreadReader {
-                    member: member.clone(),
-                    kind: ThreadKind::parse(&thread.kind)
-                        .ok_or_else(|| DomainError::Internal("thread kind".into()))?,
-                    archived: false,
-                    thread,
-                };
+                let reader = ThreadReader::admitted(member, thread, false)?;
                 (reader, seq, Vec::new(), Vec::new())
             }
             None => {
@@ -206,7 +201,7 @@ impl Domain {
             seq,
             author_id: author.clone(),
             client_msg_id: req.client_msg_id.clone(),
-            body,
+            body: req.body.clone(),
             reply_to: req.reply_to.map(|r| r.to_string()),
             mentions: serde_json::to_string(&mentions).unwrap_or_else(|_| "[]".into()),
             attachments: serde_json::to_string(&attachments).unwrap_or_else(|_| "[]".into()),

@@ -29,6 +29,18 @@ pub struct ThreadReader {
 }
 
 impl ThreadReader {
+    /// The capability for `thread`, which the visibility rule (the `thread_audience`
+    /// view) has just admitted `member` to.
+    pub(super) fn admitted(member: &Member, thread: ThreadRow, archived: bool) -> Result<Self> {
+        Ok(ThreadReader {
+            member: member.clone(),
+            kind: ThreadKind::parse(&thread.kind)
+                .ok_or_else(|| DomainError::Internal("thread kind".into()))?,
+            archived,
+            thread,
+        })
+    }
+
     pub fn thread_id(&self) -> &str {
         &self.thread.id
     }
@@ -81,13 +93,7 @@ impl Domain {
         )
         .await?
         .ok_or(DomainError::NotFound("thread"))?;
-        Ok(ThreadReader {
-            member: member.clone(),
-            kind: ThreadKind::parse(&row.thread.kind)
-                .ok_or_else(|| DomainError::Internal("thread kind".into()))?,
-            archived: row.archived_at.is_some(),
-            thread: row.thread,
-        })
+        ThreadReader::admitted(member, row.thread, row.archived_at.is_some())
     }
 
     /// Checks that `member` belongs to `group_id`. Unknown and invisible are the same 404.

@@ -339,6 +339,17 @@ async fn team(base: &str, n: usize) -> Team {
     }
 }
 
+impl Team {
+    /// One live socket per member on `node`, from the start of the thread.
+    async fn sockets_on(&self, node: &Node) -> Vec<Ws> {
+        let mut sockets = Vec::new();
+        for (_, c, _) in &self.members {
+            sockets.push(Ws::open(&node.ws_url(), &token(c), &BTreeMap::new()).await);
+        }
+        sockets
+    }
+}
+
 fn token(c: &Client) -> String {
     c.tokens().expect("signed in").access_token
 }
@@ -432,11 +443,7 @@ async fn a_post_on_node_a_reaches_clients_on_node_b_exactly_once_in_order() {
         return;
     };
     let t = team(&cluster.a.base, 3).await;
-    let none = BTreeMap::new();
-    let mut sockets = Vec::new();
-    for (_, c, _) in &t.members {
-        sockets.push(Ws::open(&cluster.b.ws_url(), &token(c), &none).await);
-    }
+    let mut sockets = t.sockets_on(&cluster.b).await;
     let count = 60;
     for i in 0..count {
         t.owner
@@ -462,11 +469,7 @@ async fn clients_of_a_killed_node_resume_on_the_other_with_nothing_lost_or_doubl
         return;
     };
     let t = team(&cluster.a.base, 3).await;
-    let none = BTreeMap::new();
-    let mut sockets = Vec::new();
-    for (_, c, _) in &t.members {
-        sockets.push(Ws::open(&cluster.b.ws_url(), &token(c), &none).await);
-    }
+    let mut sockets = t.sockets_on(&cluster.b).await;
     // A poster on node A keeps going while node B is killed.
     let total = 300usize;
     let poster = {
@@ -519,11 +522,7 @@ async fn nats_away_for_ten_seconds_loses_no_acknowledged_post() {
         return;
     };
     let t = team(&cluster.a.base, 2).await;
-    let none = BTreeMap::new();
-    let mut sockets = Vec::new();
-    for (_, c, _) in &t.members {
-        sockets.push(Ws::open(&cluster.b.ws_url(), &token(c), &none).await);
-    }
+    let mut sockets = t.sockets_on(&cluster.b).await;
     let mut posted = 0usize;
     for _ in 0..10 {
         t.owner

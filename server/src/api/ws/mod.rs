@@ -722,14 +722,8 @@ impl Connection {
         let Some(release) = self.session.end_hold() else {
             return Flow::Continue;
         };
-        for (key, last) in release.replay {
-            let Ok(thread_id) = key.parse::<ThreadId>() else {
-                continue;
-            };
-            let Some(cursor) = self.replay_after(thread_id, last).await else {
-                return Flow::Stop;
-            };
-            self.session.resumed(&key, cursor);
+        if let Flow::Stop = self.replay_threads(release.replay).await {
+            return Flow::Stop;
         }
         for text in release.frames {
             if !self.offer(text) {
@@ -780,7 +774,14 @@ impl Connection {
         if !self.reload_visibility().await {
             return Flow::Stop;
         }
-        for (key, last) in self.session.behind(&self.visible.threads) {
+        let behind = self.session.behind(&self.visible.threads);
+        self.replay_threads(behind).await
+    }
+
+    /// Replays each `(thread, last delivered seq)` from the database and moves the
+    /// session on to what was sent.
+    async fn replay_threads(&mut self, threads: Vec<(String, i64)>) -> Flow {
+        for (key, last) in threads {
             let Ok(thread_id) = key.parse::<ThreadId>() else {
                 continue;
             };
