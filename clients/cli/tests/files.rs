@@ -4,63 +4,21 @@
 //! Japanese Excel needs.
 
 use std::path::Path;
-use std::process::Stdio;
 
-use secrecy::SecretString;
-use tokio::io::AsyncWriteExt;
 use tsunagu_client::protocol::messaging::{CreateGroup, GroupKind};
 use tsunagu_client::{AuditFilter, ByteRange, Client, LibraryFilter};
-use tsunagu_server::app::Application;
-use tsunagu_server::config::Config;
+
+#[allow(dead_code)]
+mod kit;
 
 const PASSWORD: &str = "files test admin password";
 
-struct Server {
-    base: String,
-    dir: tempfile::TempDir,
-}
-
-async fn start_server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().join("data"),
-        ..Default::default()
-    };
-    config.limits = tsunagu_server::config::LimitsConfig::unlimited();
-    config.bootstrap.admin_password = Some(SecretString::from(PASSWORD));
-    config.auth.account_burst = 20;
-    config.auth.ip_burst = 200;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build_with_listener(&config, listener)
-        .await
-        .unwrap();
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-    Server { base, dir }
+async fn start_server() -> kit::Server {
+    kit::start_server(PASSWORD).await
 }
 
 async fn tsunagu(args: &[&str], stdin: Option<&str>, cwd: &Path) -> (i32, Vec<u8>, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("TSUNAGU_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).await.unwrap();
-    }
-    drop(input);
-    let out = child.wait_with_output().await.unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    kit::run(args, stdin, Some(cwd)).await
 }
 
 /// Bytes that are not a multiple of anything the server segments by, and not all alike.

@@ -4,22 +4,20 @@
 //! Timeouts here are guards against hangs only; nothing waits for time to pass.
 
 use std::process::Stdio;
-use std::time::Duration;
 
-use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tsunagu_client::protocol::accounts::{CreateUser, Profession, UserRole};
 use tsunagu_client::protocol::ids::{GroupId, ThreadId, UserId};
 use tsunagu_client::protocol::messaging::{AddMember, CreateGroup, GroupKind};
 use tsunagu_client::Client;
-use tsunagu_server::app::Application;
-use tsunagu_server::config::Config;
+
+#[allow(dead_code)]
+mod kit;
+
+use kit::{tsunagu, ARRIVAL};
 
 const ADMIN_PASSWORD: &str = "live test admin password";
 const USER_PASSWORD: &str = "a long enough password";
-/// Generous bound for "this should arrive": only a hang trips it.
-const ARRIVAL: Duration = Duration::from_secs(30);
 
 struct Server {
     base: String,
@@ -28,24 +26,7 @@ struct Server {
 }
 
 async fn start_server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().join("data"),
-        ..Default::default()
-    };
-    config.limits = tsunagu_server::config::LimitsConfig::unlimited();
-    config.bootstrap.admin_password = Some(SecretString::from(ADMIN_PASSWORD));
-    // Every test signs in several users from one address.
-    config.auth.account_burst = 20;
-    config.auth.ip_burst = 200;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build_with_listener(&config, listener)
-        .await
-        .unwrap();
-    let addr = app.local_addr();
-    let base = format!("http://{addr}");
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let kit::Server { base, dir } = kit::start_server(ADMIN_PASSWORD).await;
     let admin = Client::new(&base).unwrap();
     admin.login("admin", ADMIN_PASSWORD, None).await.unwrap();
     Server {
@@ -102,32 +83,6 @@ impl Server {
         .unwrap();
         (a, b, group.id, group.main_thread_id)
     }
-}
-
-/// Runs `tsunagu` to completion.
-async fn tsunagu(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tsunagu"))
-        .args(args)
-        .env_remove("TSUNAGU_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).await.unwrap();
-    }
-    drop(input);
-    let out = tokio::time::timeout(ARRIVAL, child.wait_with_output())
-        .await
-        .expect("the command finishes")
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Signs `login` in with the CLI; returns the session file's path.
