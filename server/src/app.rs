@@ -28,6 +28,12 @@ use crate::telemetry;
 /// signing key and, on an empty database, creates the first region and its admin.
 /// Shared by `serve`, `migrate` and `admin`, so whichever runs first bootstraps.
 pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
+    Ok(open(config).await?.0)
+}
+
+/// [`open_domain`], also returning the store itself for what works below the rules:
+/// the audit checkpoint writer, operator tooling and tests.
+pub async fn open(config: &Config) -> anyhow::Result<(Domain, Store)> {
     let url = config.database_url();
     if url.starts_with("sqlite:") {
         create_private_dir(&config.data_dir)?;
@@ -53,7 +59,7 @@ pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
         config.auth.ip_refill_secs,
     );
     let domain = Domain::new(
-        store,
+        store.clone(),
         signer,
         throttle,
         DomainSettings {
@@ -66,6 +72,7 @@ pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
         open_files(config)?,
     );
     match domain
+        .operator()
         .bootstrap(config.bootstrap.admin_password.as_ref())
         .await
         .context("first-start bootstrap")?
@@ -86,7 +93,7 @@ pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
         }
         Bootstrap::AlreadyDone => {}
     }
-    Ok(domain)
+    Ok((domain, store))
 }
 
 /// The cluster bus the configuration names. A NATS bus that cannot reach its server
@@ -169,6 +176,7 @@ pub struct Application {
     addr: SocketAddr,
     router: Router,
     domain: Domain,
+    store: Store,
     tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     grace: Duration,
     shutting_down: Arc<AtomicBool>,
@@ -194,7 +202,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         // Both rustls providers may be linked (reqwest brings ring); pin ours.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let domain = open_domain(config).await?;
+        let (domain, store) = open(config).await?;
         let audit_signer = Arc::new(load_audit_signer(config)?);
         let shutting_down = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -225,6 +233,7 @@ impl Application {
             addr,
             router,
             domain,
+            store,
             tls,
             grace: Duration::from_secs(config.http.shutdown_grace_secs),
             shutting_down,
@@ -244,6 +253,13 @@ impl Application {
         &self.domain
     }
 
+    /// The database itself, past every rule: for operator tooling and tests that
+    /// inspect or damage what is stored. The api layer never gets it (its state holds
+    /// only the [`Domain`]).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
     /// finish for up to the grace period, and closes the database pool.
     pub async fn run_until_stopped(
@@ -255,6 +271,7 @@ impl Application {
             addr,
             router,
             domain,
+            store,
             tls,
             grace,
             shutting_down,
@@ -278,11 +295,11 @@ impl Application {
                 let mut minutes = 0u64;
                 loop {
                     tick.tick().await;
-                    domain.throttle().prune();
+                    domain.accounts().prune_throttle();
                     // Interrupted uploads leave blobs without metadata: sweep hourly
                     // (and at start), never touching anything younger than the grace.
                     if minutes % 60 == 0 {
-                        match domain.sweep_orphans(orphan_grace).await {
+                        match domain.maintenance().sweep_orphans(orphan_grace).await {
                             Ok(0) => {}
                             Ok(n) => tracing::info!(removed = n, "swept orphan blobs"),
                             Err(e) => tracing::warn!(error = %e, "orphan sweep failed"),
@@ -293,8 +310,7 @@ impl Application {
             })
         };
         let revocations = domain.spawn_live_watch();
-        let checkpointer =
-            checkpoint::spawn(domain.store().clone(), audit_signer, checkpoint_settings);
+        let checkpointer = checkpoint::spawn(store.clone(), audit_signer, checkpoint_settings);
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let mut hard_stop_rx = stop_rx.clone();
         let hard_stop = async move {
@@ -345,7 +361,7 @@ impl Application {
         pruner.abort();
         checkpointer.abort();
         revocations.abort();
-        domain.store().close().await;
+        domain.close().await;
         tracing::info!("stopped");
         Ok(())
     }

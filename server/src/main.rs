@@ -143,19 +143,19 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Keys(KeysCommand::List) => {
             let domain = open_domain(&config).await?;
-            let (ids, current) = domain.kek_ids();
+            let (ids, current) = domain.maintenance().kek_ids();
             for id in ids {
                 let mark = if id == current { " (current)" } else { "" };
                 println!("{id}{mark}");
             }
-            domain.store().close().await;
+            domain.close().await;
         }
         Command::Keys(KeysCommand::Rotate) => {
             let domain = open_domain(&config).await?;
-            let n = domain.rotate_keys().await?;
-            let (_, current) = domain.kek_ids();
+            let n = domain.maintenance().rotate_keys().await?;
+            let (_, current) = domain.maintenance().kek_ids();
             eprintln!("re-wrapped {n} data keys under {current}; older KEKs can now be removed");
-            domain.store().close().await;
+            domain.close().await;
         }
         Command::Audit(AuditCommand::Verify) => match audit_verify(&config).await {
             Ok(true) => {}
@@ -173,8 +173,11 @@ async fn main() -> anyhow::Result<()> {
 async fn audit_verify(config: &Config) -> anyhow::Result<bool> {
     let domain = open_domain(config).await?;
     let signer = tsunagu_server::app::load_audit_signer(config)?;
-    let result = domain.operator_verify_audit(&signer.verifier()).await;
-    domain.store().close().await;
+    let result = domain
+        .audit_reports()
+        .operator_verify_audit(&signer.verifier())
+        .await;
+    domain.close().await;
     let v = result?;
     match &v.first_problem {
         None => {
@@ -203,7 +206,7 @@ async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
     let domain = open_domain(config).await?;
     match cmd {
         AdminCommand::CreateRegion { slug, name } => {
-            let region = domain.create_region(&slug, &name).await?;
+            let region = domain.operator().create_region(&slug, &name).await?;
             println!("{}", region.id);
         }
         AdminCommand::CreateUser {
@@ -224,6 +227,7 @@ async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
             };
             use secrecy::ExposeSecret;
             let user = domain
+                .operator()
                 .operator_create_user(
                     &region,
                     CreateUser {
@@ -252,20 +256,24 @@ async fn admin(config: &Config, cmd: AdminCommand) -> anyhow::Result<()> {
             } else {
                 None
             };
-            if let Some(p) = domain.operator_reset_password(&login, password).await? {
+            if let Some(p) = domain
+                .operator()
+                .operator_reset_password(&login, password)
+                .await?
+            {
                 eprintln!("one-time password (must be changed at first sign-in): {p}");
             } else {
                 eprintln!("password set; all sessions signed out");
             }
         }
         AdminCommand::ResetTotp { login } => {
-            domain.operator_reset_totp(&login).await?;
+            domain.operator().operator_reset_totp(&login).await?;
             eprintln!("second factor removed");
         }
     }
     // Running nodes on the cluster bus hear of it now (and the others within a second,
     // from the sessions table): sockets of revoked sessions close.
     domain.bus().flush().await;
-    domain.store().close().await;
+    domain.close().await;
     Ok(())
 }

@@ -25,7 +25,7 @@ pub async fn list_regions(
     CurrentAdmin(admin): CurrentAdmin,
 ) -> ApiResult<AppJson<RegionList>> {
     Ok(AppJson(RegionList {
-        regions: state.domain.admin_regions(&admin).await?,
+        regions: state.domain.admin().admin_regions(&admin).await?,
     }))
 }
 
@@ -52,6 +52,7 @@ pub async fn list_organizations(
     Ok(AppJson(OrganizationList {
         organizations: state
             .domain
+            .admin()
             .list_organizations(&admin, q.include_inactive)
             .await?,
     }))
@@ -70,7 +71,11 @@ pub async fn create_organization(
     Meta(meta): Meta,
     AppJson(req): AppJson<CreateOrganization>,
 ) -> ApiResult<(axum::http::StatusCode, AppJson<Organization>)> {
-    let org = state.domain.create_organization(&admin, req, &meta).await?;
+    let org = state
+        .domain
+        .admin()
+        .create_organization(&admin, req, &meta)
+        .await?;
     Ok((axum::http::StatusCode::CREATED, AppJson(org)))
 }
 
@@ -85,7 +90,9 @@ pub async fn get_organization(
     CurrentAdmin(admin): CurrentAdmin,
     AppPath(id): AppPath<OrganizationId>,
 ) -> ApiResult<AppJson<Organization>> {
-    Ok(AppJson(state.domain.get_organization(&admin, id).await?))
+    Ok(AppJson(
+        state.domain.admin().get_organization(&admin, id).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -105,6 +112,7 @@ pub async fn update_organization(
     Ok(AppJson(
         state
             .domain
+            .admin()
             .update_organization(&admin, id, req, &meta)
             .await?,
     ))
@@ -135,6 +143,7 @@ pub async fn list_users(
     Ok(AppJson(UserList {
         users: state
             .domain
+            .admin()
             .list_users(&admin, q.include_inactive, q.organization_id)
             .await?,
     }))
@@ -159,7 +168,7 @@ pub async fn create_user(
     Meta(meta): Meta,
     AppJson(req): AppJson<CreateUser>,
 ) -> ApiResult<(axum::http::StatusCode, AppJson<User>)> {
-    let user = state.domain.create_user(&admin, req, &meta).await?;
+    let user = state.domain.admin().create_user(&admin, req, &meta).await?;
     Ok((axum::http::StatusCode::CREATED, AppJson(user)))
 }
 
@@ -174,7 +183,7 @@ pub async fn get_user(
     CurrentAdmin(admin): CurrentAdmin,
     AppPath(id): AppPath<UserId>,
 ) -> ApiResult<AppJson<User>> {
-    Ok(AppJson(state.domain.get_user(&admin, id).await?))
+    Ok(AppJson(state.domain.admin().get_user(&admin, id).await?))
 }
 
 #[utoipa::path(
@@ -192,7 +201,11 @@ pub async fn update_user(
     AppJson(req): AppJson<UpdateUser>,
 ) -> ApiResult<AppJson<User>> {
     Ok(AppJson(
-        state.domain.update_user(&admin, id, req, &meta).await?,
+        state
+            .domain
+            .admin()
+            .update_user(&admin, id, req, &meta)
+            .await?,
     ))
 }
 
@@ -210,7 +223,11 @@ pub async fn deactivate_user(
     AppPath(id): AppPath<UserId>,
 ) -> ApiResult<AppJson<User>> {
     Ok(AppJson(
-        state.domain.deactivate_user(&admin, id, &meta).await?,
+        state
+            .domain
+            .admin()
+            .deactivate_user(&admin, id, &meta)
+            .await?,
     ))
 }
 
@@ -227,7 +244,11 @@ pub async fn reactivate_user(
     AppPath(id): AppPath<UserId>,
 ) -> ApiResult<AppJson<User>> {
     Ok(AppJson(
-        state.domain.reactivate_user(&admin, id, &meta).await?,
+        state
+            .domain
+            .admin()
+            .reactivate_user(&admin, id, &meta)
+            .await?,
     ))
 }
 
@@ -247,7 +268,11 @@ pub async fn reset_password(
     AppJson(req): AppJson<ResetPassword>,
 ) -> ApiResult<AppJson<User>> {
     Ok(AppJson(
-        state.domain.reset_password(&admin, id, req, &meta).await?,
+        state
+            .domain
+            .admin()
+            .reset_password(&admin, id, req, &meta)
+            .await?,
     ))
 }
 
@@ -264,7 +289,9 @@ pub async fn reset_totp(
     Meta(meta): Meta,
     AppPath(id): AppPath<UserId>,
 ) -> ApiResult<AppJson<User>> {
-    Ok(AppJson(state.domain.reset_totp(&admin, id, &meta).await?))
+    Ok(AppJson(
+        state.domain.admin().reset_totp(&admin, id, &meta).await?,
+    ))
 }
 
 /// The region's security policy.
@@ -277,7 +304,7 @@ pub async fn get_policy(
     State(state): State<AppState>,
     CurrentAdmin(admin): CurrentAdmin,
 ) -> ApiResult<AppJson<Policy>> {
-    Ok(AppJson(state.domain.get_policy(&admin).await?))
+    Ok(AppJson(state.domain.admin().get_policy(&admin).await?))
 }
 
 /// Change the region's security policy (MFA requirement, password length, token lifetimes).
@@ -294,6 +321,10 @@ pub async fn update_policy(
     AppJson(req): AppJson<UpdatePolicy>,
 ) -> ApiResult<AppJson<Policy>> {
     Ok(AppJson(
-        state.domain.update_policy(&admin, req, &meta).await?,
+        state
+            .domain
+            .admin()
+            .update_policy(&admin, req, &meta)
+            .await?,
     ))
 }

@@ -133,6 +133,7 @@ async fn report(
         ReportFormat::Json => Ok(AppJson(
             state
                 .domain
+                .audit_reports()
                 .audit_report_page(&admin, kind, q, &meta)
                 .await?,
         )
@@ -140,6 +141,7 @@ async fn report(
         ReportFormat::Csv => {
             let export = state
                 .domain
+                .audit_reports()
                 .audit_report_csv(&admin, kind, q, &meta)
                 .await?;
             let body = Body::from_stream(futures_util::StreamExt::inspect(export.body, |chunk| {
@@ -190,6 +192,7 @@ pub async fn verify(
     Ok(AppJson(
         state
             .domain
+            .audit_reports()
             .verify_audit(&admin, &state.audit_verifier, &meta)
             .await?,
     ))

@@ -27,7 +27,7 @@ pub async fn login(
     Meta(meta): Meta,
     AppJson(req): AppJson<LoginRequest>,
 ) -> ApiResult<AppJson<TokenResponse>> {
-    Ok(AppJson(state.domain.login(req, &meta).await?))
+    Ok(AppJson(state.domain.accounts().login(req, &meta).await?))
 }
 
 /// Exchange a refresh token for a new access token and a new refresh token. Each
@@ -46,7 +46,11 @@ pub async fn refresh(
     AppJson(req): AppJson<RefreshRequest>,
 ) -> ApiResult<AppJson<TokenResponse>> {
     Ok(AppJson(
-        state.domain.refresh(&req.refresh_token, &meta).await?,
+        state
+            .domain
+            .accounts()
+            .refresh(&req.refresh_token, &meta)
+            .await?,
     ))
 }
 
@@ -93,6 +97,7 @@ pub async fn logout(
     };
     state
         .domain
+        .accounts()
         .logout(session.as_ref(), refresh.as_deref(), &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -109,7 +114,7 @@ impl FromRequestParts<AppState> for MaybeSession {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let session = match bearer(parts) {
-            Some(token) => state.domain.authenticate(token).await.ok(),
+            Some(token) => state.domain.accounts().authenticate(token).await.ok(),
             None => None,
         };
         Ok(MaybeSession(session))

@@ -104,7 +104,9 @@ impl FromRequestParts<AppState> for CurrentSession {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthenticated)?;
-        Ok(CurrentSession(state.domain.authenticate(token).await?))
+        Ok(CurrentSession(
+            state.domain.accounts().authenticate(token).await?,
+        ))
     }
 }
 

@@ -15,7 +15,7 @@ use tsunagu_protocol::{ErrorBody, ErrorCode};
 use super::error::{ApiError, ApiResult};
 use super::extract::{AppJson, AppPath, AppQuery, CurrentMember, Meta};
 use super::AppState;
-use crate::domain::files::LibraryQuery;
+use crate::domain::library::LibraryQuery;
 use crate::store::files::LibrarySort;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -98,6 +98,7 @@ async fn upload_inner(
     let body = request.into_body().into_data_stream().boxed();
     let info = state
         .domain
+        .files()
         .upload_file(&member, thread_id, &name, body, &meta)
         .await?;
     Ok((StatusCode::CREATED, AppJson(info)))
@@ -118,6 +119,7 @@ pub async fn metadata(
     Ok(AppJson(
         state
             .domain
+            .files()
             .file_info(&member, &id.to_string(), &meta)
             .await?,
     ))
@@ -141,6 +143,7 @@ pub async fn update(
     Ok(AppJson(
         state
             .domain
+            .files()
             .update_file(&member, &id.to_string(), req, &meta)
             .await?,
     ))
@@ -161,6 +164,7 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     state
         .domain
+        .files()
         .delete_file(&member, &id.to_string(), &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -244,6 +248,7 @@ pub async fn content(
     let partial = range.is_some();
     let mut download = state
         .domain
+        .files()
         .download_file(&member, &id.to_string(), range, &meta)
         .await?;
     // Decrypt the first piece before answering, so a corrupt start is a clean error
@@ -375,6 +380,7 @@ pub async fn library(
     Ok(AppJson(
         state
             .domain
+            .library()
             .file_library(&member, group_id, query, &meta)
             .await?,
     ))
@@ -399,7 +405,7 @@ pub async fn search(
     CurrentMember(member): CurrentMember,
     AppQuery(p): AppQuery<SearchParams>,
 ) -> ApiResult<AppJson<SearchResults>> {
-    Ok(AppJson(state.domain.search(&member, &p.q).await?))
+    Ok(AppJson(state.domain.search().search(&member, &p.q).await?))
 }
 
 #[cfg(test)]

@@ -31,7 +31,13 @@ pub async fn create_group(
 ) -> ApiResult<(StatusCode, AppJson<Group>)> {
     Ok((
         StatusCode::CREATED,
-        AppJson(state.domain.create_group(&member, req, &meta).await?),
+        AppJson(
+            state
+                .domain
+                .groups()
+                .create_group(&member, req, &meta)
+                .await?,
+        ),
     ))
 }
 
@@ -58,6 +64,7 @@ pub async fn list_groups(
     Ok(AppJson(GroupList {
         groups: state
             .domain
+            .groups()
             .list_groups(&member, q.include_archived)
             .await?,
     }))
@@ -74,7 +81,7 @@ pub async fn get_group(
     CurrentMember(member): CurrentMember,
     AppPath(id): AppPath<GroupId>,
 ) -> ApiResult<AppJson<Group>> {
-    Ok(AppJson(state.domain.get_group(&member, id).await?))
+    Ok(AppJson(state.domain.groups().get_group(&member, id).await?))
 }
 
 /// Update name, description or patient profile (group owners and admins).
@@ -93,7 +100,11 @@ pub async fn update_group(
     AppJson(req): AppJson<UpdateGroup>,
 ) -> ApiResult<AppJson<Group>> {
     Ok(AppJson(
-        state.domain.update_group(&member, id, req, &meta).await?,
+        state
+            .domain
+            .groups()
+            .update_group(&member, id, req, &meta)
+            .await?,
     ))
 }
 
@@ -111,7 +122,11 @@ pub async fn archive_group(
     AppPath(id): AppPath<GroupId>,
 ) -> ApiResult<AppJson<Group>> {
     Ok(AppJson(
-        state.domain.archive_group(&member, id, &meta).await?,
+        state
+            .domain
+            .groups()
+            .archive_group(&member, id, &meta)
+            .await?,
     ))
 }
 
@@ -127,7 +142,7 @@ pub async fn list_members(
     AppPath(id): AppPath<GroupId>,
 ) -> ApiResult<AppJson<MemberList>> {
     Ok(AppJson(MemberList {
-        members: state.domain.list_members(&member, id).await?,
+        members: state.domain.groups().list_members(&member, id).await?,
     }))
 }
 
@@ -148,7 +163,13 @@ pub async fn add_member(
 ) -> ApiResult<(StatusCode, AppJson<Member>)> {
     Ok((
         StatusCode::CREATED,
-        AppJson(state.domain.add_member(&member, id, req, &meta).await?),
+        AppJson(
+            state
+                .domain
+                .groups()
+                .add_member(&member, id, req, &meta)
+                .await?,
+        ),
     ))
 }
 
@@ -170,6 +191,7 @@ pub async fn update_member(
     Ok(AppJson(
         state
             .domain
+            .groups()
             .set_member_role(&member, id, user_id, req.role, &meta)
             .await?,
     ))
@@ -191,6 +213,7 @@ pub async fn remove_member(
 ) -> ApiResult<StatusCode> {
     state
         .domain
+        .groups()
         .remove_member(&member, id, user_id, &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -216,6 +239,7 @@ pub async fn create_invitation(
         AppJson(
             state
                 .domain
+                .invitations()
                 .create_invitation(&member, id, req, &meta)
                 .await?,
         ),
@@ -238,6 +262,7 @@ pub async fn accept_invitation(
     Ok(AppJson(
         state
             .domain
+            .invitations()
             .accept_invitation(&member, &req.code, &meta)
             .await?,
     ))
@@ -256,7 +281,11 @@ pub async fn list_join_requests(
     AppPath(id): AppPath<GroupId>,
 ) -> ApiResult<AppJson<JoinRequestList>> {
     Ok(AppJson(JoinRequestList {
-        requests: state.domain.list_join_requests(&member, id).await?,
+        requests: state
+            .domain
+            .invitations()
+            .list_join_requests(&member, id)
+            .await?,
     }))
 }
 
@@ -274,6 +303,7 @@ pub async fn approve_join_request(
 ) -> ApiResult<StatusCode> {
     state
         .domain
+        .invitations()
         .decide_join_request(&member, id, user_id, true, &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -293,6 +323,7 @@ pub async fn reject_join_request(
 ) -> ApiResult<StatusCode> {
     state
         .domain
+        .invitations()
         .decide_join_request(&member, id, user_id, false, &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -321,7 +352,13 @@ pub async fn create_thread(
 ) -> ApiResult<(StatusCode, AppJson<Thread>)> {
     Ok((
         StatusCode::CREATED,
-        AppJson(state.domain.create_thread(&member, id, req, &meta).await?),
+        AppJson(
+            state
+                .domain
+                .threads()
+                .create_thread(&member, id, req, &meta)
+                .await?,
+        ),
     ))
 }
 
@@ -339,6 +376,6 @@ pub async fn list_threads(
     AppPath(id): AppPath<GroupId>,
 ) -> ApiResult<AppJson<ThreadList>> {
     Ok(AppJson(ThreadList {
-        threads: state.domain.list_threads(&member, id).await?,
+        threads: state.domain.threads().list_threads(&member, id).await?,
     }))
 }

@@ -33,7 +33,7 @@ pub async fn readyz(State(state): State<AppState>) -> ApiResult<impl IntoRespons
             "shutting down",
         ));
     }
-    state.domain.store().ping().await.map_err(|e| {
+    state.domain.ping().await.map_err(|e| {
         tracing::warn!(error = %e, "readiness check: database unreachable");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

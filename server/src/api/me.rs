@@ -24,7 +24,7 @@ pub async fn me(
     State(state): State<AppState>,
     CurrentSession(session): CurrentSession,
 ) -> ApiResult<AppJson<Me>> {
-    Ok(AppJson(state.domain.me(&session).await?))
+    Ok(AppJson(state.domain.accounts().me(&session).await?))
 }
 
 /// Change the caller's password. Other sessions of the caller are signed out.
@@ -44,7 +44,11 @@ pub async fn change_password(
     Meta(meta): Meta,
     AppJson(req): AppJson<ChangePasswordRequest>,
 ) -> ApiResult<StatusCode> {
-    state.domain.change_password(&session, req, &meta).await?;
+    state
+        .domain
+        .accounts()
+        .change_password(&session, req, &meta)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -61,7 +65,7 @@ pub async fn totp_begin(
     State(state): State<AppState>,
     CurrentSession(session): CurrentSession,
 ) -> ApiResult<AppJson<TotpEnrollment>> {
-    Ok(AppJson(state.domain.totp_begin(&session).await?))
+    Ok(AppJson(state.domain.accounts().totp_begin(&session).await?))
 }
 
 /// Confirm TOTP enrolment with a current code; sign-in needs a code from now on.
@@ -82,6 +86,7 @@ pub async fn totp_confirm(
 ) -> ApiResult<StatusCode> {
     state
         .domain
+        .accounts()
         .totp_confirm(&session, &req.code, &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -26,7 +26,9 @@ pub async fn get_thread(
     CurrentMember(member): CurrentMember,
     AppPath(id): AppPath<ThreadId>,
 ) -> ApiResult<AppJson<Thread>> {
-    Ok(AppJson(state.domain.get_thread(&member, id).await?))
+    Ok(AppJson(
+        state.domain.threads().get_thread(&member, id).await?,
+    ))
 }
 
 /// Add a professional member of the group to a 内緒話 thread (any thread member may).
@@ -47,6 +49,7 @@ pub async fn add_thread_member(
     Ok(AppJson(
         state
             .domain
+            .threads()
             .add_thread_member(&member, id, req.user_id, &meta)
             .await?,
     ))
@@ -67,6 +70,7 @@ pub async fn remove_thread_member(
 ) -> ApiResult<StatusCode> {
     state
         .domain
+        .threads()
         .remove_thread_member(&member, id, user_id, &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -92,7 +96,11 @@ pub async fn post_message(
     AppPath(id): AppPath<ThreadId>,
     AppJson(req): AppJson<PostMessage>,
 ) -> ApiResult<(StatusCode, AppJson<Message>)> {
-    let (message, created) = state.domain.post_message(&member, id, req, &meta).await?;
+    let (message, created) = state
+        .domain
+        .messages()
+        .post_message(&member, id, req, &meta)
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -131,7 +139,11 @@ pub async fn list_messages(
         limit: q.limit,
     };
     Ok(AppJson(
-        state.domain.list_messages(&member, id, page).await?,
+        state
+            .domain
+            .messages()
+            .list_messages(&member, id, page)
+            .await?,
     ))
 }
 
@@ -152,6 +164,7 @@ pub async fn edit_message(
     Ok(AppJson(
         state
             .domain
+            .messages()
             .edit_message(&member, id, message_id, req)
             .await?,
     ))
@@ -169,7 +182,11 @@ pub async fn delete_message(
     CurrentMember(member): CurrentMember,
     AppPath((id, message_id)): AppPath<(ThreadId, MessageId)>,
 ) -> ApiResult<StatusCode> {
-    state.domain.delete_message(&member, id, message_id).await?;
+    state
+        .domain
+        .messages()
+        .delete_message(&member, id, message_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -188,6 +205,7 @@ pub async fn message_history(
     Ok(AppJson(
         state
             .domain
+            .messages()
             .message_history(&member, id, message_id)
             .await?,
     ))
@@ -206,7 +224,11 @@ pub async fn readers(
     AppPath((id, message_id)): AppPath<(ThreadId, MessageId)>,
 ) -> ApiResult<AppJson<Readers>> {
     Ok(AppJson(
-        state.domain.readers(&member, id, message_id).await?,
+        state
+            .domain
+            .messages()
+            .readers(&member, id, message_id)
+            .await?,
     ))
 }
 
@@ -225,6 +247,7 @@ pub async fn add_reaction(
 ) -> ApiResult<StatusCode> {
     state
         .domain
+        .messages()
         .react(&member, id, message_id, &req.emoji, true)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -243,6 +266,7 @@ pub async fn remove_reaction(
 ) -> ApiResult<StatusCode> {
     state
         .domain
+        .messages()
         .react(&member, id, message_id, &emoji, false)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -262,5 +286,11 @@ pub async fn mark_read(
     AppPath(id): AppPath<ThreadId>,
     AppJson(req): AppJson<MarkRead>,
 ) -> ApiResult<AppJson<ReadState>> {
-    Ok(AppJson(state.domain.mark_read(&member, id, req.seq).await?))
+    Ok(AppJson(
+        state
+            .domain
+            .messages()
+            .mark_read(&member, id, req.seq)
+            .await?,
+    ))
 }

@@ -12,7 +12,8 @@ use tsunagu_protocol::ids::{OrganizationId, UserId};
 
 use super::access::RegionAdmin;
 use super::error::{DomainError, Result};
-use super::{convert, password, validate, Domain};
+use super::shared::Shared;
+use super::{convert, password, validate};
 use crate::audit::{self, Action, Actor, Event, Outcome, RequestMeta};
 use crate::clock::now_ms;
 use crate::store::organizations::{self, OrganizationRow};
@@ -32,9 +33,19 @@ pub(super) struct NewUser<'a> {
     pub req: CreateUser,
 }
 
-impl Domain {
+/// Region administration; also the user writes the operator's shell shares.
+#[derive(Clone)]
+pub struct Admin {
+    shared: Shared,
+}
+
+impl Admin {
+    pub(super) fn new(shared: Shared) -> Self {
+        Admin { shared }
+    }
+
     pub async fn admin_regions(&self, admin: &RegionAdmin) -> Result<Vec<Region>> {
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let region = own_region(&mut conn, admin).await?;
         Ok(vec![convert::region(&region)?])
     }
@@ -44,7 +55,7 @@ impl Domain {
         admin: &RegionAdmin,
         include_inactive: bool,
     ) -> Result<Vec<Organization>> {
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         organizations::list_in_region(&mut conn, &admin.region_id().to_string(), include_inactive)
             .await?
             .iter()
@@ -57,7 +68,7 @@ impl Domain {
         admin: &RegionAdmin,
         id: OrganizationId,
     ) -> Result<Organization> {
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let row = find_org(&mut conn, admin, id).await?;
         convert::organization(&row)
     }
@@ -78,7 +89,7 @@ impl Domain {
             created_at: now,
             updated_at: now,
         };
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         organizations::insert(&mut tx, &row).await?;
         audit::append(
             &mut tx,
@@ -102,7 +113,7 @@ impl Domain {
         req: UpdateOrganization,
         meta: &RequestMeta,
     ) -> Result<Organization> {
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         let mut row = find_org(&mut tx, admin, id).await?;
         let mut changed = Vec::new();
         if let Some(name) = &req.name {
@@ -141,7 +152,7 @@ impl Domain {
         include_inactive: bool,
         organization_id: Option<OrganizationId>,
     ) -> Result<Vec<User>> {
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let filter = UserFilter {
             include_inactive,
             organization_id: organization_id.map(|o| o.to_string()),
@@ -154,7 +165,7 @@ impl Domain {
     }
 
     pub async fn get_user(&self, admin: &RegionAdmin, id: UserId) -> Result<User> {
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         convert::user(&find_user(&mut conn, admin, id).await?)
     }
 
@@ -165,7 +176,7 @@ impl Domain {
         meta: &RequestMeta,
     ) -> Result<User> {
         let region = {
-            let mut conn = self.store().conn().await?;
+            let mut conn = self.shared.store().conn().await?;
             own_region(&mut conn, admin).await?
         };
         self.insert_user(
@@ -197,7 +208,7 @@ impl Domain {
         password::check_policy(&req.password, region.password_min_length as usize, &login)?;
         let phc = password::hash(SecretString::from(req.password)).await?;
         let now = now_ms();
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         let organization_id = match req.organization_id {
             Some(org) => Some(
                 organizations::get_in_region(&mut tx, &region.id, &org.to_string())
@@ -252,7 +263,7 @@ impl Domain {
         req: UpdateUser,
         meta: &RequestMeta,
     ) -> Result<User> {
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         let mut row = find_user(&mut tx, admin, id).await?;
         let mut changed = Vec::new();
         if let Some(name) = &req.display_name {
@@ -326,7 +337,7 @@ impl Domain {
                 "you cannot deactivate yourself".into(),
             ));
         }
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         let mut row = find_user(&mut tx, admin, id).await?;
         let now = now_ms();
         users::set_active(&mut tx, &row.id, false, now).await?;
@@ -345,7 +356,7 @@ impl Domain {
         )
         .await?;
         tx.commit().await?;
-        self.sessions_revoked(&row.region_id, &row.id, None);
+        self.shared.sessions_revoked(&row.region_id, &row.id, None);
         row.active = 0;
         convert::user(&row)
     }
@@ -356,7 +367,7 @@ impl Domain {
         id: UserId,
         meta: &RequestMeta,
     ) -> Result<User> {
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         let mut row = find_user(&mut tx, admin, id).await?;
         users::set_active(&mut tx, &row.id, true, now_ms()).await?;
         audit::append(
@@ -384,7 +395,7 @@ impl Domain {
         meta: &RequestMeta,
     ) -> Result<User> {
         let (row, region) = {
-            let mut conn = self.store().conn().await?;
+            let mut conn = self.shared.store().conn().await?;
             (
                 find_user(&mut conn, admin, id).await?,
                 own_region(&mut conn, admin).await?,
@@ -416,7 +427,7 @@ impl Domain {
     ) -> Result<User> {
         let phc = password::hash(new_password).await?;
         let now = now_ms();
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         users::set_password(&mut tx, &row.id, &phc, must_change, now).await?;
         sessions::revoke_user_sessions(&mut tx, &row.id, None, "password_reset", now).await?;
         audit::append(
@@ -428,7 +439,7 @@ impl Domain {
         )
         .await?;
         tx.commit().await?;
-        self.sessions_revoked(&row.region_id, &row.id, None);
+        self.shared.sessions_revoked(&row.region_id, &row.id, None);
         let mut row = row.clone();
         row.must_change_password = flag(must_change);
         convert::user(&row)
@@ -443,7 +454,7 @@ impl Domain {
         meta: &RequestMeta,
     ) -> Result<User> {
         let row = {
-            let mut conn = self.store().conn().await?;
+            let mut conn = self.shared.store().conn().await?;
             find_user(&mut conn, admin, id).await?
         };
         self.clear_totp(&row, &admin.session().actor(), meta).await
@@ -455,7 +466,7 @@ impl Domain {
         actor: &Actor,
         meta: &RequestMeta,
     ) -> Result<User> {
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         users::set_totp(&mut tx, &row.id, None, false, now_ms()).await?;
         audit::append(
             &mut tx,
@@ -473,7 +484,7 @@ impl Domain {
     }
 
     pub async fn get_policy(&self, admin: &RegionAdmin) -> Result<Policy> {
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         Ok(convert::policy(&own_region(&mut conn, admin).await?))
     }
 
@@ -483,7 +494,7 @@ impl Domain {
         req: UpdatePolicy,
         meta: &RequestMeta,
     ) -> Result<Policy> {
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         let mut row = own_region(&mut tx, admin).await?;
         let before = convert::policy(&row);
         if let Some(v) = req.mfa_required {

@@ -13,7 +13,7 @@ use tsunagu_protocol::ids::{GroupId, OrganizationId, UserId};
 
 use super::access::RegionAdmin;
 use super::error::{DomainError, Result};
-use super::Domain;
+use super::shared::Shared;
 use crate::audit::checkpoint::CheckpointVerifier;
 use crate::audit::report::{self, ReportFilter, DEFAULT_LIMIT, MAX_LIMIT};
 use crate::audit::{self, Action, Event, Outcome, RequestMeta};
@@ -87,7 +87,17 @@ struct Checked {
     recorded: Map<String, Value>,
 }
 
-impl Domain {
+/// File-access and event reports and chain verification.
+#[derive(Clone)]
+pub struct AuditReports {
+    shared: Shared,
+}
+
+impl AuditReports {
+    pub(super) fn new(shared: Shared) -> Self {
+        AuditReports { shared }
+    }
+
     /// One page of a report, oldest first.
     pub async fn audit_report_page(
         &self,
@@ -99,7 +109,7 @@ impl Domain {
         let checked = check(admin, kind, &q)?;
         self.record_pull(admin, kind, ReportFormat::Json, &checked, meta)
             .await?;
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let mut rows = report::page(
             &mut conn,
             &checked.filter,
@@ -138,13 +148,16 @@ impl Domain {
         }
         self.record_pull(admin, kind, ReportFormat::Csv, &checked, meta)
             .await?;
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         checked.filter.max_seq = Some(report::head_seq(&mut conn).await?);
         drop(conn);
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         Ok(CsvExport {
             filename: format!("audit-{}-{stamp}.csv", kind.as_str().replace('_', "-")),
-            body: Box::pin(report::csv_stream(self.store().clone(), checked.filter)),
+            body: Box::pin(report::csv_stream(
+                self.shared.store().clone(),
+                checked.filter,
+            )),
         })
     }
 
@@ -155,7 +168,7 @@ impl Domain {
         verifier: &CheckpointVerifier,
         meta: &RequestMeta,
     ) -> Result<AuditVerification> {
-        let result = audit::verify_store(self.store(), verifier).await?;
+        let result = audit::verify_store(self.shared.store(), verifier).await?;
         let verification = verification(&result);
         let event = Event::new(
             Action::AuditVerified,
@@ -168,19 +181,19 @@ impl Domain {
         )
         .detail(verified_detail(&verification));
         // A chain broken at its end can refuse new entries; the report matters more.
-        if let Err(e) = audit::append_alone(self.store(), meta, event).await {
+        if let Err(e) = audit::append_alone(self.shared.store(), meta, event).await {
             tracing::error!(error = %e, "could not record the audit verification");
         }
         Ok(verification)
     }
 
-    /// [`Domain::verify_audit`] for the operator at the shell (`audit verify`): the
+    /// [`AuditReports::verify_audit`] for the operator at the shell (`audit verify`): the
     /// entry it records has no actor.
     pub async fn operator_verify_audit(
         &self,
         verifier: &CheckpointVerifier,
     ) -> Result<AuditVerification> {
-        let result = audit::verify_store(self.store(), verifier).await?;
+        let result = audit::verify_store(self.shared.store(), verifier).await?;
         let verification = verification(&result);
         let event = Event::new(
             Action::AuditVerified,
@@ -192,7 +205,9 @@ impl Domain {
             &audit::Actor::default(),
         )
         .detail(verified_detail(&verification));
-        if let Err(e) = audit::append_alone(self.store(), &RequestMeta::default(), event).await {
+        if let Err(e) =
+            audit::append_alone(self.shared.store(), &RequestMeta::default(), event).await
+        {
             tracing::error!(error = %e, "could not record the audit verification");
         }
         Ok(verification)
@@ -211,7 +226,7 @@ impl Domain {
         detail.insert("format".into(), format.as_str().into());
         detail.insert("filters".into(), Value::Object(checked.recorded.clone()));
         audit::append_alone(
-            self.store(),
+            self.shared.store(),
             meta,
             Event::new(
                 Action::AuditReportExported,

@@ -1,27 +1,73 @@
 //! Sign-in, refresh rotation, logout, per-request authentication and the caller's own
 //! account (password, TOTP).
 
+use std::sync::Arc;
+
 use secrecy::SecretString;
 use serde_json::json;
+use tokio::sync::OnceCell;
 use tsunagu_protocol::accounts::{Me, UserRole};
 use tsunagu_protocol::auth::{ChangePasswordRequest, LoginRequest, TokenResponse, TotpEnrollment};
 
 use super::access::{Member, PendingAction, Session};
 use super::error::{DomainError, Result};
-use super::{convert, password, tokens, totp, validate, Domain};
+use super::shared::Shared;
+use super::throttle::Throttle;
+use super::tokens::TokenSigner;
+use super::{convert, password, tokens, totp, validate};
 use crate::audit::{self, Action, Actor, Event, Outcome, RequestMeta};
 use crate::clock::now_ms;
 use crate::store::users::UserRow;
 use crate::store::{organizations, regions, sessions, users, Conn};
 
-impl Domain {
+/// Sign-in, refresh, logout, per-request authentication and the caller's own account.
+#[derive(Clone)]
+pub struct Accounts {
+    shared: Shared,
+    signer: Arc<TokenSigner>,
+    throttle: Arc<Throttle>,
+    /// The issuer shown in authenticator apps.
+    totp_issuer: Arc<str>,
+    /// A real argon2 hash of a random password, verified against when the login id is
+    /// unknown so that both cases cost the same time.
+    dummy_hash: Arc<OnceCell<String>>,
+}
+
+impl Accounts {
+    pub(super) fn new(
+        shared: Shared,
+        signer: TokenSigner,
+        throttle: Throttle,
+        totp_issuer: String,
+    ) -> Self {
+        Accounts {
+            shared,
+            signer: Arc::new(signer),
+            throttle: Arc::new(throttle),
+            totp_issuer: totp_issuer.into(),
+            dummy_hash: Arc::default(),
+        }
+    }
+
+    /// Forgets sign-in failures old enough not to count (a periodic chore).
+    pub fn prune_throttle(&self) {
+        self.throttle.prune();
+    }
+
+    async fn dummy_hash(&self) -> Result<String> {
+        self.dummy_hash
+            .get_or_try_init(|| password::hash(password::generate_one_time().into()))
+            .await
+            .cloned()
+    }
+
     /// Password (+ TOTP) sign-in. Unknown login ids, wrong passwords and deactivated
     /// accounts answer identically and take the same time.
     pub async fn login(&self, req: LoginRequest, meta: &RequestMeta) -> Result<TokenResponse> {
         let key = validate::login_key(req.login.trim());
-        if let Err(retry_after_secs) = self.throttle().check(&key, meta.ip.as_deref()) {
+        if let Err(retry_after_secs) = self.throttle.check(&key, meta.ip.as_deref()) {
             audit::append_alone(
-                self.store(),
+                self.shared.store(),
                 meta,
                 Event::new(Action::LoginThrottled, Outcome::Denied, &Actor::default()),
             )
@@ -29,7 +75,7 @@ impl Domain {
             return Err(DomainError::Throttled { retry_after_secs });
         }
         let found = {
-            let mut conn = self.store().conn().await?;
+            let mut conn = self.shared.store().conn().await?;
             users::find_by_login_key(&mut conn, &key).await?
         };
         let phc = match &found {
@@ -48,7 +94,7 @@ impl Domain {
                     Some(_) => "wrong_password",
                 };
                 audit::append_alone(
-                    self.store(),
+                    self.shared.store(),
                     meta,
                     Event::new(Action::LoginFailed, Outcome::Failure, &actor)
                         .detail(json!({ "reason": reason })),
@@ -58,7 +104,7 @@ impl Domain {
             }
         };
 
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         if user.totp_enabled != 0 {
             let Some(code) = req.totp.as_deref() else {
                 return Err(DomainError::TotpRequired);
@@ -100,7 +146,7 @@ impl Domain {
     pub async fn refresh(&self, token: &str, meta: &RequestMeta) -> Result<TokenResponse> {
         let hash = tokens::hash_refresh_token(token);
         let now = now_ms();
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         let Some(session_id) = sessions::consume_refresh_token(&mut tx, &hash, now).await? else {
             if let Some(state) = sessions::find_refresh_token(&mut tx, &hash).await? {
                 if state.used_at.is_some()
@@ -119,7 +165,8 @@ impl Domain {
                     tx.commit().await?;
                     tracing::warn!(session_id = %state.session_id, "refresh token reuse: session revoked");
                     if let Some(u) = &user {
-                        self.sessions_revoked(&u.region_id, &u.id, Some(&state.session_id));
+                        self.shared
+                            .sessions_revoked(&u.region_id, &u.id, Some(&state.session_id));
                     }
                 }
             }
@@ -161,7 +208,7 @@ impl Domain {
         refresh_token: Option<&str>,
         meta: &RequestMeta,
     ) -> Result<()> {
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         let now = now_ms();
         let mut targets = Vec::new();
         if let Some(s) = session {
@@ -195,7 +242,7 @@ impl Domain {
         }
         tx.commit().await?;
         for (region, user, session) in ended {
-            self.sessions_revoked(&region, &user, Some(&session));
+            self.shared.sessions_revoked(&region, &user, Some(&session));
         }
         Ok(())
     }
@@ -204,10 +251,10 @@ impl Domain {
     /// active user are all required. Any failure is the same 401.
     pub async fn authenticate(&self, bearer: &str) -> Result<Session> {
         let claims = self
-            .signer()
+            .signer
             .verify(bearer)
             .ok_or(DomainError::Unauthenticated)?;
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let row = users::auth_context(&mut conn, &claims.sid, &claims.sub)
             .await?
             .ok_or(DomainError::Unauthenticated)?;
@@ -239,14 +286,14 @@ impl Domain {
     /// account active): a connection asks after it may have missed a revocation.
     pub async fn session_active(&self, member: &Member) -> Result<bool> {
         let s = member.session();
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let row = users::auth_context(&mut conn, s.session_id(), &s.user_id().to_string()).await?;
         Ok(row.is_some_and(|r| r.active != 0 && r.region_id == s.region_id().to_string()))
     }
 
     /// The caller, their region and organisation.
     pub async fn me(&self, session: &Session) -> Result<Me> {
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let user = users::get(&mut conn, &session.user_id.to_string())
             .await?
             .ok_or(DomainError::Unauthenticated)?;
@@ -278,7 +325,7 @@ impl Domain {
     ) -> Result<()> {
         let user_id = session.user_id.to_string();
         let (user, region) = {
-            let mut conn = self.store().conn().await?;
+            let mut conn = self.shared.store().conn().await?;
             let user = users::get(&mut conn, &user_id)
                 .await?
                 .ok_or(DomainError::Unauthenticated)?;
@@ -287,7 +334,7 @@ impl Domain {
                 .ok_or_else(|| DomainError::Internal("user without region".into()))?;
             (user, region)
         };
-        if let Err(retry_after_secs) = self.throttle().check(&user.login_key, meta.ip.as_deref()) {
+        if let Err(retry_after_secs) = self.throttle.check(&user.login_key, meta.ip.as_deref()) {
             return Err(DomainError::Throttled { retry_after_secs });
         }
         if !password::verify(
@@ -315,7 +362,7 @@ impl Domain {
         }
         let phc = password::hash(SecretString::from(req.new_password)).await?;
         let now = now_ms();
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         users::set_password(&mut tx, &user_id, &phc, false, now).await?;
         sessions::revoke_user_sessions(
             &mut tx,
@@ -333,14 +380,15 @@ impl Domain {
         )
         .await?;
         tx.commit().await?;
-        self.sessions_revoked(&user.region_id, &user_id, None);
+        self.shared
+            .sessions_revoked(&user.region_id, &user_id, None);
         Ok(())
     }
 
     /// Starts TOTP enrolment: a new secret, inactive until confirmed with a code.
     pub async fn totp_begin(&self, session: &Session) -> Result<TotpEnrollment> {
         let user_id = session.user_id.to_string();
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let user = users::get(&mut conn, &user_id)
             .await?
             .ok_or(DomainError::Unauthenticated)?;
@@ -350,7 +398,7 @@ impl Domain {
             ));
         }
         let secret = totp::new_secret();
-        let generator = totp::generator(&secret, &self.settings().totp_issuer, &user.login)?;
+        let generator = totp::generator(&secret, &self.totp_issuer, &user.login)?;
         users::set_totp(&mut conn, &user_id, Some(&secret), false, now_ms()).await?;
         Ok(TotpEnrollment {
             otpauth_url: generator.get_url(),
@@ -366,7 +414,7 @@ impl Domain {
         meta: &RequestMeta,
     ) -> Result<()> {
         let user_id = session.user_id.to_string();
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         let user = users::get(&mut tx, &user_id)
             .await?
             .ok_or(DomainError::Unauthenticated)?;
@@ -378,7 +426,7 @@ impl Domain {
                 "start enrolment first (POST /api/v1/me/totp)".into(),
             ));
         };
-        let generator = totp::generator(secret, &self.settings().totp_issuer, &user.login)?;
+        let generator = totp::generator(secret, &self.totp_issuer, &user.login)?;
         let Some(step) = totp::matching_step(&generator, code, (now_ms() / 1000) as u64) else {
             return Err(DomainError::InvalidTotp);
         };
@@ -400,7 +448,7 @@ impl Domain {
         let Some(secret) = user.totp_secret.as_deref() else {
             return Ok(false);
         };
-        let generator = totp::generator(secret, &self.settings().totp_issuer, &user.login)?;
+        let generator = totp::generator(secret, &self.totp_issuer, &user.login)?;
         match totp::matching_step(&generator, code, (now_ms() / 1000) as u64) {
             Some(step) => Ok(users::advance_totp_step(conn, &user.id, step).await?),
             None => Ok(false),
@@ -436,7 +484,7 @@ impl Domain {
     ) -> Result<TokenResponse> {
         let ttl = ttl_secs.max(1) as u64;
         let access = self
-            .signer()
+            .signer
             .issue(&user.id, &user.region_id, session_id, ttl)
             .map_err(DomainError::Internal)?;
         Ok(TokenResponse {

@@ -8,11 +8,11 @@
 //! it; each gets its gap-free `seq` from the same transaction; a retried
 //! `client_msg_id` returns the original (also within one batch); a post that fails its
 //! checks is refused alone, the others stand: every check reads before anything is
-//! written (`Domain::post_in_tx`), so a refusal leaves nothing to undo. A database
+//! written (`Shared::post_in_tx`), so a refusal leaves nothing to undo. A database
 //! error fails the whole batch (nothing of it was acknowledged; posters retry with
 //! their `client_msg_id`s).
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tsunagu_protocol::ids::ThreadId;
@@ -20,8 +20,8 @@ use tsunagu_protocol::messaging::{Message, PostMessage};
 
 use super::access::Member;
 use super::error::{DomainError, Result};
-use super::messages::Posted;
-use super::{Domain, Inner};
+use super::messages::{Messages, Posted};
+use super::shared::Shared;
 use crate::store::Backend;
 
 /// Most posts one transaction takes.
@@ -42,7 +42,7 @@ pub(super) struct GroupCommit {
     queue: OnceLock<mpsc::Sender<PostJob>>,
 }
 
-impl Domain {
+impl Messages {
     /// Queues a post for the next batch and waits for its commit.
     pub(super) async fn commit_post(
         &self,
@@ -50,17 +50,17 @@ impl Domain {
         thread_id: ThreadId,
         req: PostMessage,
     ) -> Result<(Message, bool)> {
-        let queue = self.inner.commit.queue.get_or_init(|| {
+        let queue = self.commit.queue.get_or_init(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
             let rx = Arc::new(Mutex::new(rx));
             // SQLite has one writer at a time: one committer. PostgreSQL takes several
             // transactions at once; posts to one thread still serialise on its row.
-            let committers = match self.store().backend() {
+            let committers = match self.shared.store().backend() {
                 Backend::Sqlite => 1,
                 Backend::Postgres => 4,
             };
             for _ in 0..committers {
-                tokio::spawn(run(Arc::downgrade(&self.inner), rx.clone()));
+                tokio::spawn(run(self.shared.clone(), rx.clone()));
             }
             tx
         });
@@ -78,7 +78,9 @@ impl Domain {
             .await
             .map_err(|_| DomainError::Internal("post dropped before commit".into()))?
     }
+}
 
+impl Shared {
     /// One transaction for `jobs`; answers each after the commit.
     async fn commit_batch(&self, jobs: Vec<PostJob>) {
         metrics::histogram!("tsunagu_post_batch_size").record(jobs.len() as f64);
@@ -165,8 +167,10 @@ fn fail_all(jobs: impl IntoIterator<Item = PostJob>, cause: &str) {
     }
 }
 
-/// A committer: takes what is waiting, commits it, repeats. Ends with the domain.
-async fn run(domain: Weak<Inner>, rx: Arc<Mutex<mpsc::Receiver<PostJob>>>) {
+/// A committer: takes what is waiting, commits it, repeats. Ends when the queue's
+/// sender (held by [`Messages`]) is dropped with the domain; it holds the store and
+/// bus only, never the queue, so nothing keeps the domain alive.
+async fn run(shared: Shared, rx: Arc<Mutex<mpsc::Receiver<PostJob>>>) {
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -182,9 +186,6 @@ async fn run(domain: Weak<Inner>, rx: Arc<Mutex<mpsc::Receiver<PostJob>>>) {
             }
             batch
         };
-        let Some(inner) = domain.upgrade() else {
-            return;
-        };
-        Domain { inner }.commit_batch(batch).await;
+        shared.commit_batch(batch).await;
     }
 }

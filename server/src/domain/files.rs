@@ -1,25 +1,28 @@
 //! Files: streamed encrypted upload into a thread, metadata, ranged download, delete by
-//! crypto-shredding, the group's file library, search, key rotation and the orphan
-//! sweeper. Visibility is the thread's: a 内緒話 file is visible only to its members.
+//! crypto-shredding, folders and tags. The library is in `library`, search in `search`,
+//! key rotation and the orphan sweep in `maintenance`. Visibility is the thread's: a 内緒話 file is visible only to its members.
 //! Every access — and every refused attempt — is audited.
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::json;
-use tsunagu_protocol::files::{FileInfo, FileKind, FileList, SearchResults, UpdateFile};
-use tsunagu_protocol::ids::{GroupId, ThreadId};
-use tsunagu_protocol::messaging::{MemberRole, Message};
+use tsunagu_protocol::files::{FileInfo, FileKind, UpdateFile};
+use tsunagu_protocol::ids::ThreadId;
+use tsunagu_protocol::messaging::MemberRole;
 
 use super::access::Member;
+use super::convert;
 use super::error::{DomainError, Result};
-use super::{convert, Domain};
+use super::shared::Shared;
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
 use crate::blob::keys::KeyRing;
 use crate::blob::segment::{FileKey, SEGMENT_SIZE};
 use crate::blob::{BlobError, BlobStore};
 use crate::clock::{now_ms, rfc3339};
-use crate::store::files::{self, FileRow, LibraryFilter, LibrarySort};
-use crate::store::{groups, messages, regions};
+use crate::store::files::{self, FileRow};
+use crate::store::{groups, regions};
 
 /// Bytes of the start of a file kept for content sniffing.
 const SNIFF_BYTES: usize = 64 * 1024;
@@ -106,7 +109,7 @@ pub fn sniff(head: &[u8]) -> (FileKind, String) {
     (FileKind::Other, "application/octet-stream".into())
 }
 
-fn escape_like(s: &str) -> String {
+pub(super) fn escape_like(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('%');
     for c in s.chars() {
@@ -119,7 +122,7 @@ fn escape_like(s: &str) -> String {
     out
 }
 
-fn wire_file(row: &FileRow) -> Result<FileInfo> {
+pub(super) fn wire_file(row: &FileRow) -> Result<FileInfo> {
     Ok(FileInfo {
         id: row.id.clone(),
         group_id: convert::id(&row.group_id)?,
@@ -137,9 +140,20 @@ fn wire_file(row: &FileRow) -> Result<FileInfo> {
     })
 }
 
-impl Domain {
+/// Upload, metadata, download, deletion and filing of files.
+#[derive(Clone)]
+pub struct Files {
+    shared: Shared,
+    files: Arc<FileServices>,
+}
+
+impl Files {
+    pub(super) fn new(shared: Shared, files: Arc<FileServices>) -> Self {
+        Files { shared, files }
+    }
+
     fn files(&self) -> &FileServices {
-        &self.inner.files
+        &self.files
     }
 
     /// Records a refused file access (unknown, invisible, or not allowed).
@@ -158,7 +172,7 @@ impl Domain {
         .file(file_id.to_owned())
         .target("file", file_id.to_owned())
         .detail(json!({ "attempted": attempted }));
-        if let Err(e) = audit::append_alone(self.store(), meta, event).await {
+        if let Err(e) = audit::append_alone(self.shared.store(), meta, event).await {
             return e.into();
         }
         DomainError::NotFound("file")
@@ -172,13 +186,17 @@ impl Domain {
         attempted: &'static str,
         meta: &RequestMeta,
     ) -> Result<FileRow> {
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let row = match files::get_live(&mut conn, file_id).await? {
             Some(row) => row,
             None => return Err(self.deny_file(member, file_id, attempted, meta).await),
         };
         let thread_id: ThreadId = convert::id(&row.thread_id)?;
-        match self.thread_reader(&mut conn, member, &thread_id).await {
+        match self
+            .shared
+            .thread_reader(&mut conn, member, &thread_id)
+            .await
+        {
             Ok(_) => Ok(row),
             Err(DomainError::NotFound(_)) => {
                 drop(conn);
@@ -205,8 +223,12 @@ impl Domain {
     {
         let name = check_file_name(name)?;
         let (reader, policy) = {
-            let mut conn = self.store().conn().await?;
-            let reader = match self.thread_reader(&mut conn, member, &thread_id).await {
+            let mut conn = self.shared.store().conn().await?;
+            let reader = match self
+                .shared
+                .thread_reader(&mut conn, member, &thread_id)
+                .await
+            {
                 Ok(r) => r,
                 Err(DomainError::NotFound(_)) => {
                     drop(conn);
@@ -217,7 +239,7 @@ impl Domain {
                     )
                     .target("thread", thread_id.to_string())
                     .detail(json!({ "attempted": "upload" }));
-                    audit::append_alone(self.store(), meta, event).await?;
+                    audit::append_alone(self.shared.store(), meta, event).await?;
                     return Err(DomainError::NotFound("thread"));
                 }
                 Err(e) => return Err(e),
@@ -300,7 +322,7 @@ impl Domain {
             deleted_by: None,
         };
         let committed: Result<()> = async {
-            let mut tx = self.store().begin().await?;
+            let mut tx = self.shared.store().begin().await?;
             files::insert(&mut tx, &row).await?;
             audit::append(
                 &mut tx,
@@ -336,7 +358,7 @@ impl Domain {
     ) -> Result<FileInfo> {
         let row = self.visible_file(member, file_id, "metadata", meta).await?;
         audit::append_alone(
-            self.store(),
+            self.shared.store(),
             meta,
             AuditEvent::new(
                 Action::FileMetadataViewed,
@@ -374,7 +396,7 @@ impl Domain {
         };
         let key = self.file_key(&row)?;
         audit::append_alone(
-            self.store(),
+            self.shared.store(),
             meta,
             AuditEvent::new(
                 Action::FileDownloaded,
@@ -408,7 +430,7 @@ impl Domain {
                             .group(g)
                             .target("file", f)
                             .detail(json!({ "segment": seg }));
-                        if let Err(e) = audit::append_alone(d.store(), &m, event).await {
+                        if let Err(e) = audit::append_alone(d.shared.store(), &m, event).await {
                             tracing::error!(error = %e, "could not audit an integrity failure");
                         }
                     });
@@ -453,7 +475,7 @@ impl Domain {
     ) -> Result<()> {
         let row = self.visible_file(member, file_id, "delete", meta).await?;
         self.check_file_manager(member, &row).await?;
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         if !files::shred(
             &mut tx,
             &row.id,
@@ -489,7 +511,7 @@ impl Domain {
         if row.uploader_id == member.session().user_id().to_string() {
             return Ok(());
         }
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let role = groups::get_member(
             &mut conn,
             &row.group_id,
@@ -534,7 +556,7 @@ impl Domain {
             clean.dedup();
             row.tags = serde_json::to_string(&clean).unwrap_or_else(|_| "[]".into());
         }
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         files::update_organisation(&mut tx, &row.id, row.folder.as_deref(), &row.tags).await?;
         audit::append(
             &mut tx,
@@ -552,222 +574,6 @@ impl Domain {
         tx.commit().await?;
         wire_file(&row)
     }
-
-    /// The group's file library, only what the caller may see.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn file_library(
-        &self,
-        member: &Member,
-        group_id: GroupId,
-        filter: LibraryQuery,
-        meta: &RequestMeta,
-    ) -> Result<FileList> {
-        let mut conn = self.store().conn().await?;
-        let gm = match self.group_member(&mut conn, member, &group_id).await {
-            Ok(gm) => gm,
-            Err(DomainError::NotFound(_)) => {
-                drop(conn);
-                let event = AuditEvent::new(
-                    Action::FileAccessDenied,
-                    Outcome::Denied,
-                    &member.session().actor(),
-                )
-                .target("group", group_id.to_string())
-                .detail(json!({ "attempted": "library" }));
-                audit::append_alone(self.store(), meta, event).await?;
-                return Err(DomainError::NotFound("group"));
-            }
-            Err(e) => return Err(e),
-        };
-        let limit = filter.limit.unwrap_or(50);
-        if !(1..=200).contains(&limit) {
-            return Err(DomainError::Invalid(
-                "limit must be between 1 and 200".into(),
-            ));
-        }
-        let offset: i64 = match &filter.cursor {
-            Some(c) => c
-                .parse()
-                .ok()
-                .filter(|o: &i64| *o >= 0)
-                .ok_or_else(|| DomainError::Invalid("bad cursor".into()))?,
-            None => 0,
-        };
-        let f = LibraryFilter {
-            kind: filter.kind.map(|k| k.as_str().to_owned()),
-            uploader_id: filter.uploader_id.map(|u| u.to_string()),
-            thread_id: filter.thread_id.map(|t| t.to_string()),
-            folder: filter.folder.clone(),
-            tag_pattern: filter
-                .tag
-                .as_deref()
-                .map(|t| escape_like(&format!("\"{t}\""))),
-            name_pattern: filter
-                .q
-                .as_deref()
-                .filter(|q| !q.trim().is_empty())
-                .map(|q| escape_like(q.trim())),
-            from_ms: filter.from_ms,
-            to_ms: filter.to_ms,
-        };
-        let me = member.session().user_id().to_string();
-        let mut rows = files::library(
-            &mut conn,
-            &gm.group.id,
-            &me,
-            &f,
-            filter.sort,
-            limit + 1,
-            offset,
-        )
-        .await?;
-        let next_cursor = if rows.len() as i64 > limit {
-            rows.pop();
-            Some((offset + limit).to_string())
-        } else {
-            None
-        };
-        Ok(FileList {
-            files: rows.iter().map(wire_file).collect::<Result<_>>()?,
-            next_cursor,
-        })
-    }
-
-    /// Messages and files matching `q` (a substring, Japanese included) that the caller
-    /// may see.
-    pub async fn search(&self, member: &Member, q: &str) -> Result<SearchResults> {
-        let q = q.trim();
-        if q.is_empty() || q.chars().count() > 200 {
-            return Err(DomainError::Invalid(
-                "q must have 1 to 200 characters".into(),
-            ));
-        }
-        let pattern = escape_like(q);
-        let s = member.session();
-        let (region, me) = (s.region_id().to_string(), s.user_id().to_string());
-        let mut conn = self.store().conn().await?;
-        let message_rows = messages::search(&mut conn, &region, &me, &pattern, 50).await?;
-        let file_rows = files::search(&mut conn, &region, &me, &pattern, 50).await?;
-        let mut out: Vec<Message> = Vec::with_capacity(message_rows.len());
-        for row in message_rows {
-            let thread_id: ThreadId = convert::id(&row.thread_id)?;
-            // Re-check through the capability: search never widens visibility.
-            let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
-            out.extend(
-                self.wire_messages(&mut conn, &reader.thread, vec![row])
-                    .await?,
-            );
-        }
-        Ok(SearchResults {
-            messages: out,
-            files: file_rows.iter().map(wire_file).collect::<Result<_>>()?,
-        })
-    }
-
-    /// The configured KEK ids and the current one.
-    pub fn kek_ids(&self) -> (Vec<String>, String) {
-        let keys = &self.files().keys;
-        (
-            keys.ids().map(str::to_owned).collect(),
-            keys.current_id().to_owned(),
-        )
-    }
-
-    /// Re-wraps every data key under the current KEK (blobs untouched). Returns how
-    /// many were re-wrapped; afterwards older KEKs can be removed.
-    pub async fn rotate_keys(&self) -> Result<u64> {
-        let current = self.files().keys.current_id().to_owned();
-        let mut done = 0;
-        loop {
-            let batch = {
-                let mut conn = self.store().conn().await?;
-                files::wrapped_not_by(&mut conn, &current, 500).await?
-            };
-            if batch.is_empty() {
-                break;
-            }
-            let mut tx = self.store().begin().await?;
-            for row in &batch {
-                let (Some(old), Some(wrapped)) = (&row.kek_id, &row.wrapped_key) else {
-                    continue;
-                };
-                let dek = self
-                    .files()
-                    .keys
-                    .unwrap(old, &row.id, wrapped)
-                    .map_err(|e| DomainError::Internal(format!("file {}: {e}", row.id)))?;
-                let (kek, rewrapped) = self.files().keys.wrap(&row.id, &dek);
-                if files::rewrap(&mut tx, &row.id, old, &kek, &rewrapped).await? {
-                    done += 1;
-                }
-            }
-            audit::append(
-                &mut tx,
-                &RequestMeta {
-                    user_agent: Some("tsunagu-server keys rotate".into()),
-                    ..Default::default()
-                },
-                AuditEvent::new(Action::KeyRotated, Outcome::Success, &Default::default())
-                    .detail(json!({ "kek_id": current, "files": batch.len() })),
-            )
-            .await?;
-            tx.commit().await?;
-        }
-        Ok(done)
-    }
-
-    /// Removes blobs that have no live metadata and are older than `grace_secs`:
-    /// interrupted uploads, and blobs whose delete failed after the key was shredded.
-    pub async fn sweep_orphans(&self, grace_secs: u64) -> Result<u64> {
-        let cutoff = chrono::Utc::now() - chrono::Duration::seconds(grace_secs as i64);
-        let staging_cutoff =
-            std::time::SystemTime::now() - std::time::Duration::from_secs(grace_secs);
-        let mut removed = self
-            .files()
-            .blobs
-            .sweep_staging(staging_cutoff)
-            .map_err(|e| DomainError::Internal(format!("sweeping staging files: {e}")))?;
-        let prefix = object_store::path::Path::from("files");
-        let mut listing = self.files().blobs.raw().list(Some(&prefix));
-        while let Some(item) = listing.next().await {
-            let meta = item.map_err(|e| DomainError::Internal(format!("listing blobs: {e}")))?;
-            if meta.last_modified > cutoff {
-                continue;
-            }
-            let Some(id) = meta.location.filename().map(str::to_owned) else {
-                continue;
-            };
-            let live = {
-                let mut conn = self.store().conn().await?;
-                files::get_live(&mut conn, &id).await?.is_some()
-            };
-            if !live {
-                self.files()
-                    .blobs
-                    .delete(&id)
-                    .await
-                    .map_err(blob_internal)?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-}
-
-/// Library query parameters, parsed by the api layer.
-#[derive(Debug, Clone, Default)]
-pub struct LibraryQuery {
-    pub kind: Option<FileKind>,
-    pub uploader_id: Option<tsunagu_protocol::ids::UserId>,
-    pub thread_id: Option<ThreadId>,
-    pub folder: Option<String>,
-    pub tag: Option<String>,
-    pub q: Option<String>,
-    pub from_ms: Option<i64>,
-    pub to_ms: Option<i64>,
-    pub sort: LibrarySort,
-    pub limit: Option<i64>,
-    pub cursor: Option<String>,
 }
 
 fn check_kind(
@@ -782,7 +588,7 @@ fn check_kind(
     }
 }
 
-fn blob_internal(e: BlobError) -> DomainError {
+pub(super) fn blob_internal(e: BlobError) -> DomainError {
     match e {
         BlobError::Integrity(_) => DomainError::Integrity,
         other => DomainError::Internal(other.to_string()),

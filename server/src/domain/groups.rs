@@ -1,32 +1,27 @@
-//! Groups (patient and free), membership, invitations and join requests.
+//! Groups (patient and free) and their membership. Invitations are in `invitations`.
 
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tsunagu_protocol::accounts::Profession;
-use tsunagu_protocol::ids::{GroupId, InvitationId, ThreadId, UserId};
+use tsunagu_protocol::ids::{GroupId, ThreadId, UserId};
 use tsunagu_protocol::messaging::{
-    AcceptedInvitation, AddMember, CreateGroup, CreateInvitation, Group, GroupKind, Invitation,
-    JoinRequest, Member as WireMember, MemberRole, PatientProfile, UpdateGroup,
+    AddMember, CreateGroup, Group, GroupKind, Member as WireMember, MemberRole, PatientProfile,
+    UpdateGroup,
 };
 use tsunagu_protocol::ws::ServerFrame;
 
 use super::access::Member;
 use super::error::{DomainError, Result};
+use super::shared::Shared;
 use super::visibility::GroupMember;
-use super::{convert, validate, Domain};
+use super::{convert, validate};
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
 use crate::bus::{Audience, Payload};
 use crate::clock::{now_ms, rfc3339};
 use crate::store::groups::{self, GroupRow, MemberRow};
-use crate::store::invitations::{self, InvitationRow};
 use crate::store::threads::{self, ThreadRow};
-use crate::store::{flag, users, StoreError, Tx};
+use crate::store::{users, StoreError, Tx};
 
-const DEFAULT_INVITE_SECS: u64 = 7 * 24 * 3600;
-const MAX_INVITE_SECS: u64 = 30 * 24 * 3600;
-const MAX_INVITE_USES: u32 = 1000;
-
-fn is_patient_side_profession(p: &str) -> bool {
+pub(super) fn is_patient_side_profession(p: &str) -> bool {
     p == Profession::Patient.as_str() || p == Profession::Family.as_str()
 }
 
@@ -78,7 +73,17 @@ pub(super) fn wire_member(row: &MemberRow) -> Result<WireMember> {
     })
 }
 
-impl Domain {
+/// Groups and membership.
+#[derive(Clone)]
+pub struct Groups {
+    shared: Shared,
+}
+
+impl Groups {
+    pub(super) fn new(shared: Shared) -> Self {
+        Groups { shared }
+    }
+
     fn wire_group(&self, row: &GroupRow, my_role: MemberRole, member_count: i64) -> Result<Group> {
         Ok(Group {
             id: convert::id(&row.id)?,
@@ -108,7 +113,7 @@ impl Domain {
         meta: &RequestMeta,
     ) -> Result<Group> {
         let s = member.session();
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         let me = users::get(&mut tx, &s.user_id().to_string())
             .await?
             .ok_or(DomainError::Unauthenticated)?;
@@ -186,13 +191,13 @@ impl Domain {
         )
         .await?;
         tx.commit().await?;
-        self.access_changed(&row.region_id, &me.id);
+        self.shared.access_changed(&row.region_id, &me.id);
         self.wire_group(&row, MemberRole::Owner, 1)
     }
 
     pub async fn list_groups(&self, member: &Member, include_archived: bool) -> Result<Vec<Group>> {
         let s = member.session();
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let rows = groups::memberships_of(
             &mut conn,
             &s.region_id().to_string(),
@@ -211,8 +216,11 @@ impl Domain {
     }
 
     pub async fn get_group(&self, member: &Member, group_id: GroupId) -> Result<Group> {
-        let mut conn = self.store().conn().await?;
-        let gm = self.group_member(&mut conn, member, &group_id).await?;
+        let mut conn = self.shared.store().conn().await?;
+        let gm = self
+            .shared
+            .group_member(&mut conn, member, &group_id)
+            .await?;
         let count = groups::member_count(&mut conn, &gm.group.id).await?;
         self.wire_group(&gm.group, gm.role, count)
     }
@@ -224,8 +232,8 @@ impl Domain {
         req: UpdateGroup,
         meta: &RequestMeta,
     ) -> Result<Group> {
-        let mut tx = self.store().begin().await?;
-        let gm = self.group_member(&mut tx, member, &group_id).await?;
+        let mut tx = self.shared.store().begin().await?;
+        let gm = self.shared.group_member(&mut tx, member, &group_id).await?;
         gm.manager()?;
         let mut row = gm.group.clone();
         let mut changed = Vec::new();
@@ -273,8 +281,8 @@ impl Domain {
         group_id: GroupId,
         meta: &RequestMeta,
     ) -> Result<Group> {
-        let mut tx = self.store().begin().await?;
-        let gm = self.group_member(&mut tx, member, &group_id).await?;
+        let mut tx = self.shared.store().begin().await?;
+        let gm = self.shared.group_member(&mut tx, member, &group_id).await?;
         gm.manager()?;
         let mut row = gm.group.clone();
         if row.archived_at.is_none() {
@@ -304,8 +312,11 @@ impl Domain {
         member: &Member,
         group_id: GroupId,
     ) -> Result<Vec<WireMember>> {
-        let mut conn = self.store().conn().await?;
-        let gm = self.group_member(&mut conn, member, &group_id).await?;
+        let mut conn = self.shared.store().conn().await?;
+        let gm = self
+            .shared
+            .group_member(&mut conn, member, &group_id)
+            .await?;
         groups::list_members(&mut conn, &gm.group.id)
             .await?
             .iter()
@@ -321,8 +332,8 @@ impl Domain {
         req: AddMember,
         meta: &RequestMeta,
     ) -> Result<WireMember> {
-        let mut tx = self.store().begin().await?;
-        let gm = self.group_member(&mut tx, member, &group_id).await?;
+        let mut tx = self.shared.store().begin().await?;
+        let gm = self.shared.group_member(&mut tx, member, &group_id).await?;
         gm.manager()?;
         let role = req.role.unwrap_or(MemberRole::Member);
         if role == MemberRole::Owner && gm.role != MemberRole::Owner {
@@ -350,7 +361,7 @@ impl Domain {
         wire_member(&row)
     }
 
-    async fn insert_member(
+    pub(super) async fn insert_member(
         &self,
         conn: &mut Tx,
         gm: &GroupMember,
@@ -388,10 +399,10 @@ impl Domain {
         Ok(())
     }
 
-    fn announce_member_added(&self, region_id: &str, group_id: &str, user_id: &str) {
-        self.access_changed(region_id, user_id);
+    pub(super) fn announce_member_added(&self, region_id: &str, group_id: &str, user_id: &str) {
+        self.shared.access_changed(region_id, user_id);
         if let (Ok(g), Ok(u)) = (group_id.parse(), user_id.parse()) {
-            self.publish(
+            self.shared.publish(
                 region_id,
                 Audience {
                     group_id: Some(group_id.to_owned()),
@@ -415,8 +426,8 @@ impl Domain {
         role: MemberRole,
         meta: &RequestMeta,
     ) -> Result<WireMember> {
-        let mut tx = self.store().begin().await?;
-        let gm = self.group_member(&mut tx, member, &group_id).await?;
+        let mut tx = self.shared.store().begin().await?;
+        let gm = self.shared.group_member(&mut tx, member, &group_id).await?;
         gm.manager()?;
         let target = groups::get_member(&mut tx, &gm.group.id, &user_id.to_string())
             .await?
@@ -470,8 +481,8 @@ impl Domain {
         user_id: UserId,
         meta: &RequestMeta,
     ) -> Result<()> {
-        let mut tx = self.store().begin().await?;
-        let gm = self.group_member(&mut tx, member, &group_id).await?;
+        let mut tx = self.shared.store().begin().await?;
+        let gm = self.shared.group_member(&mut tx, member, &group_id).await?;
         let leaving = user_id == member.session().user_id();
         if !leaving {
             gm.manager()?;
@@ -509,11 +520,11 @@ impl Domain {
         let region = gm.group.region_id.clone();
         // Cut the removed user's live access first; the frames below name them
         // explicitly, so they still learn of their removal.
-        self.access_changed(&region, &target.user_id);
+        self.shared.access_changed(&region, &target.user_id);
         if let Ok(u) = target.user_id.parse::<UserId>() {
             for t in &private {
                 if let Ok(tid) = t.parse() {
-                    self.publish(
+                    self.shared.publish(
                         &region,
                         Audience {
                             thread_id: Some(t.clone()),
@@ -528,7 +539,7 @@ impl Domain {
                     );
                 }
             }
-            self.publish(
+            self.shared.publish(
                 &region,
                 Audience {
                     group_id: Some(gm.group.id.clone()),
@@ -543,208 +554,4 @@ impl Domain {
         }
         Ok(())
     }
-
-    /// Creates an invitation code (group owners and admins). Only its hash is stored.
-    pub async fn create_invitation(
-        &self,
-        member: &Member,
-        group_id: GroupId,
-        req: CreateInvitation,
-        meta: &RequestMeta,
-    ) -> Result<Invitation> {
-        let mut tx = self.store().begin().await?;
-        let gm = self.group_member(&mut tx, member, &group_id).await?;
-        gm.manager()?;
-        let secs = req.expires_in_secs.unwrap_or(DEFAULT_INVITE_SECS);
-        if !(60..=MAX_INVITE_SECS).contains(&secs) {
-            return Err(DomainError::Invalid(format!(
-                "expires_in_secs must be between 60 and {MAX_INVITE_SECS}"
-            )));
-        }
-        let max_uses = req.max_uses.unwrap_or(1);
-        if !(1..=MAX_INVITE_USES).contains(&max_uses) {
-            return Err(DomainError::Invalid(format!(
-                "max_uses must be between 1 and {MAX_INVITE_USES}"
-            )));
-        }
-        let code = super::password::generate_one_time();
-        let now = now_ms();
-        let row = InvitationRow {
-            id: InvitationId::new().to_string(),
-            group_id: gm.group.id.clone(),
-            code_hash: hash_code(&code),
-            created_by: member.session().user_id().to_string(),
-            expires_at: now + (secs as i64) * 1000,
-            max_uses: max_uses.into(),
-            uses: 0,
-            requires_approval: flag(req.requires_approval.unwrap_or(false)),
-            patient_side: req.patient_side.map(flag),
-            revoked_at: None,
-            created_at: now,
-        };
-        invitations::insert(&mut tx, &row).await?;
-        audit::append(
-            &mut tx,
-            meta,
-            AuditEvent::new(
-                Action::InvitationCreated,
-                Outcome::Success,
-                &member.session().actor(),
-            )
-            .target("invitation", row.id.clone())
-            .group(gm.group.id.clone()),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Invitation {
-            id: convert::id(&row.id)?,
-            group_id,
-            code: Some(code),
-            expires_at: rfc3339(row.expires_at),
-            max_uses,
-            uses: 0,
-            requires_approval: row.requires_approval != 0,
-        })
-    }
-
-    /// Redeems an invitation code: joins at once, or files a request for approval.
-    /// A wrong, expired or used-up code, or one of another region, is the same 404.
-    pub async fn accept_invitation(
-        &self,
-        member: &Member,
-        code: &str,
-        meta: &RequestMeta,
-    ) -> Result<AcceptedInvitation> {
-        let s = member.session();
-        let mut tx = self.store().begin().await?;
-        let inv = invitations::redeem(&mut tx, &hash_code(code.trim()), now_ms())
-            .await?
-            .ok_or(DomainError::NotFound("invitation"))?;
-        let group = sqlx::query_as::<_, (String, String)>(
-            "SELECT id, region_id FROM groups WHERE id = $1 AND archived_at IS NULL",
-        )
-        .bind(&inv.group_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .filter(|(_, region)| *region == s.region_id().to_string())
-        .ok_or(DomainError::NotFound("invitation"))?;
-        let me = users::get(&mut tx, &s.user_id().to_string())
-            .await?
-            .ok_or(DomainError::Unauthenticated)?;
-        if groups::get_member(&mut tx, &group.0, &me.id)
-            .await?
-            .is_some()
-        {
-            return Err(DomainError::Conflict("already a member".into()));
-        }
-        let patient_side =
-            is_patient_side_profession(&me.profession) || inv.patient_side.is_some_and(|p| p != 0);
-        let group_id: GroupId = convert::id(&group.0)?;
-        let status = if inv.requires_approval != 0 {
-            invitations::add_join_request(
-                &mut tx,
-                &group.0,
-                &me.id,
-                &inv.id,
-                patient_side,
-                now_ms(),
-            )
-            .await?;
-            "pending"
-        } else {
-            groups::add_member(
-                &mut tx,
-                &group.0,
-                &me.id,
-                MemberRole::Member.as_str(),
-                patient_side,
-                now_ms(),
-            )
-            .await?;
-            "joined"
-        };
-        audit::append(
-            &mut tx,
-            meta,
-            AuditEvent::new(Action::InvitationAccepted, Outcome::Success, &s.actor())
-                .target("invitation", inv.id.clone())
-                .group(group.0.clone())
-                .detail(json!({ "status": status })),
-        )
-        .await?;
-        tx.commit().await?;
-        if status == "joined" {
-            self.announce_member_added(&group.1, &group.0, &me.id);
-        }
-        Ok(AcceptedInvitation {
-            group_id,
-            status: status.into(),
-        })
-    }
-
-    pub async fn list_join_requests(
-        &self,
-        member: &Member,
-        group_id: GroupId,
-    ) -> Result<Vec<JoinRequest>> {
-        let mut conn = self.store().conn().await?;
-        let gm = self.group_member(&mut conn, member, &group_id).await?;
-        gm.manager()?;
-        invitations::join_requests(&mut conn, &gm.group.id)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(JoinRequest {
-                    user_id: convert::id(&r.user_id)?,
-                    display_name: r.display_name.clone(),
-                    profession: Profession::parse(&r.profession)
-                        .ok_or_else(|| DomainError::Internal("profession".into()))?,
-                    requested_at: rfc3339(r.created_at),
-                })
-            })
-            .collect()
-    }
-
-    /// Approves or rejects a pending join request (group owners and admins).
-    pub async fn decide_join_request(
-        &self,
-        member: &Member,
-        group_id: GroupId,
-        user_id: UserId,
-        approve: bool,
-        meta: &RequestMeta,
-    ) -> Result<()> {
-        let mut tx = self.store().begin().await?;
-        let gm = self.group_member(&mut tx, member, &group_id).await?;
-        gm.manager()?;
-        let patient_side =
-            invitations::take_join_request(&mut tx, &gm.group.id, &user_id.to_string())
-                .await?
-                .ok_or(DomainError::NotFound("join request"))?;
-        if approve {
-            let user = users::get_in_region(&mut tx, &gm.group.region_id, &user_id.to_string())
-                .await?
-                .filter(|u| u.active != 0)
-                .ok_or(DomainError::NotFound("user"))?;
-            let patient_side = patient_side != 0 || is_patient_side_profession(&user.profession);
-            self.insert_member(
-                &mut tx,
-                &gm,
-                &user.id,
-                MemberRole::Member,
-                patient_side,
-                meta,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        if approve {
-            self.announce_member_added(&gm.group.region_id, &gm.group.id, &user_id.to_string());
-        }
-        Ok(())
-    }
-}
-
-fn hash_code(code: &str) -> String {
-    hex::encode(Sha256::digest(code.as_bytes()))
 }

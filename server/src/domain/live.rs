@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Domain;
+use super::shared::Shared;
 use crate::audit;
 use crate::bus::{Audience, Event, Payload};
 use crate::clock::now_ms;
@@ -15,7 +15,7 @@ use crate::store::sessions;
 /// `seen` set keeps a revocation from being announced twice.
 const WINDOW_MS: i64 = 60_000;
 
-impl Domain {
+impl Shared {
     /// Polls the sessions table once a second and closes this node's sockets of every
     /// session revoked anywhere — by another node, or by a shell command such as
     /// `tsunagu-server admin reset-password` on a single-node install without a cluster
@@ -26,17 +26,17 @@ impl Domain {
     /// transaction as the change) and tells the affected users' sockets here to reload
     /// what they see: a member removed on another node stops receiving this node's
     /// posts within a second even while the cluster bus is away.
-    pub fn spawn_live_watch(&self) -> tokio::task::JoinHandle<()> {
-        let domain = self.clone();
+    pub(super) fn spawn_live_watch(&self) -> tokio::task::JoinHandle<()> {
+        let shared = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             let mut seen: HashMap<String, i64> = HashMap::new();
             let mut audit_cursor: Option<i64> = None;
             loop {
                 tick.tick().await;
-                domain.poll_access_changes(&mut audit_cursor).await;
+                shared.poll_access_changes(&mut audit_cursor).await;
                 let now = now_ms();
-                let rows = match domain.store().conn().await {
+                let rows = match shared.store().conn().await {
                     Ok(mut conn) => sessions::revoked_since(&mut conn, now - WINDOW_MS).await,
                     Err(e) => Err(e),
                 };
@@ -46,7 +46,7 @@ impl Domain {
                             if seen.insert(session_id.clone(), now).is_some() {
                                 continue;
                             }
-                            domain.bus().hub().deliver(Arc::new(Event {
+                            shared.bus().hub().deliver(Arc::new(Event {
                                 region_id,
                                 audience: Audience {
                                     users: vec![user_id.clone()],

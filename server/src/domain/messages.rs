@@ -2,6 +2,8 @@
 //! tombstone deletes, reactions and read receipts (既読).
 
 use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::Arc;
 
 use tsunagu_protocol::ids::{MessageId, ThreadId, UserId};
 use tsunagu_protocol::messaging::{
@@ -12,8 +14,9 @@ use tsunagu_protocol::ws::ServerFrame;
 
 use super::access::Member;
 use super::error::{DomainError, Result};
+use super::shared::Shared;
 use super::visibility::ThreadReader;
-use super::{convert, validate, Domain};
+use super::{commit, convert, validate};
 use crate::audit::RequestMeta;
 use crate::bus::{Audience, Payload};
 use crate::clock::{now_ms, rfc3339};
@@ -75,7 +78,49 @@ fn check_emoji(e: &str) -> Result<String> {
     }
 }
 
-impl Domain {
+/// Posting allowance per user, so one runaway client cannot flood a thread.
+type PostAllowance = governor::DefaultKeyedRateLimiter<String>;
+
+/// Posting, the timeline, edits, reactions, receipts and typing.
+#[derive(Clone)]
+pub struct Messages {
+    pub(super) shared: Shared,
+    /// Longest message body, in characters.
+    max_message_chars: usize,
+    posts: Arc<PostAllowance>,
+    /// The queue in front of the post committers (group commit).
+    pub(super) commit: Arc<commit::GroupCommit>,
+}
+
+impl Messages {
+    pub(super) fn new(shared: Shared, settings: &super::DomainSettings) -> Self {
+        let quota = governor::Quota::per_minute(
+            NonZeroU32::new(settings.posts_per_minute).unwrap_or(NonZeroU32::MIN),
+        )
+        .allow_burst(NonZeroU32::new(settings.posts_burst).unwrap_or(NonZeroU32::MIN));
+        Messages {
+            shared,
+            max_message_chars: settings.max_message_chars,
+            posts: Arc::new(governor::RateLimiter::keyed(quota)),
+            commit: Arc::default(),
+        }
+    }
+
+    /// Spends one post of `user_id`'s allowance.
+    fn spend_post(&self, user_id: &str) -> Result<()> {
+        use governor::clock::Clock;
+        self.posts
+            .check_key(&user_id.to_owned())
+            .map_err(|not_until| DomainError::Throttled {
+                retry_after_secs: not_until
+                    .wait_time_from(self.posts.clock().now())
+                    .as_secs()
+                    .max(1),
+            })
+    }
+}
+
+impl Shared {
     /// Messages as the caller sees them: reactions and 既読 counts (how many of the
     /// thread's current members other than the author have read up to each message).
     pub(super) async fn wire_messages(
@@ -115,7 +160,9 @@ impl Domain {
             })
             .collect()
     }
+}
 
+impl Messages {
     /// Posts a message. The `seq` is taken in the same transaction that stores it, so
     /// seqs are gap-free and the answer comes only after commit. A retry with the same
     /// `client_msg_id` returns the original message (`false`: nothing new was stored).
@@ -129,7 +176,7 @@ impl Domain {
     ) -> Result<(Message, bool)> {
         check_client_msg_id(&req.client_msg_id)?;
         // Checked (and cleaned) once, here, before the post queues for a transaction.
-        req.body = validate::text("body", &req.body, self.settings().max_message_chars)?;
+        req.body = validate::text("body", &req.body, self.max_message_chars)?;
         if req.attachments.len() > 20 {
             return Err(DomainError::Invalid("at most 20 attachments".into()));
         }
@@ -139,9 +186,11 @@ impl Domain {
         self.spend_post(&member.session().user_id().to_string())?;
         self.commit_post(member.clone(), thread_id, req).await
     }
+}
 
+impl Shared {
     /// One post inside the (shared) transaction `tx`, whose body, id and list sizes
-    /// [`Domain::post_message`] has already checked. Nothing here commits; the author's
+    /// [`Messages::post_message`] has already checked. Nothing here commits; the author's
     /// read position is moved by the caller (once per batch).
     ///
     /// Every check reads before anything is written, so a refused post leaves the
@@ -304,7 +353,9 @@ impl Domain {
             }),
         );
     }
+}
 
+impl Messages {
     /// A page of the timeline. See [`PageQuery`].
     pub async fn list_messages(
         &self,
@@ -323,8 +374,11 @@ impl Domain {
                 "seq bounds must not be negative".into(),
             ));
         }
-        let mut conn = self.store().conn().await?;
-        let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
+        let mut conn = self.shared.store().conn().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut conn, member, &thread_id)
+            .await?;
         let mut rows = messages::page(
             &mut conn,
             &reader.thread.id,
@@ -341,7 +395,10 @@ impl Domain {
                 rows.remove(0);
             }
         }
-        let messages = self.wire_messages(&mut conn, &reader.thread, rows).await?;
+        let messages = self
+            .shared
+            .wire_messages(&mut conn, &reader.thread, rows)
+            .await?;
         Ok(MessagePage { messages, has_more })
     }
 
@@ -353,8 +410,11 @@ impl Domain {
         after_seq: i64,
         limit: i64,
     ) -> Result<Vec<Message>> {
-        let mut conn = self.store().conn().await?;
-        let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
+        let mut conn = self.shared.store().conn().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut conn, member, &thread_id)
+            .await?;
         let rows = messages::page(
             &mut conn,
             &reader.thread.id,
@@ -363,7 +423,9 @@ impl Domain {
             limit.clamp(1, MAX_PAGE),
         )
         .await?;
-        self.wire_messages(&mut conn, &reader.thread, rows).await
+        self.shared
+            .wire_messages(&mut conn, &reader.thread, rows)
+            .await
     }
 
     async fn own_message(
@@ -397,12 +459,16 @@ impl Domain {
         message_id: MessageId,
         req: EditMessage,
     ) -> Result<Message> {
-        let body = validate::text("body", &req.body, self.settings().max_message_chars)?;
-        let mut tx = self.store().begin().await?;
-        let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
+        let body = validate::text("body", &req.body, self.max_message_chars)?;
+        let mut tx = self.shared.store().begin().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut tx, member, &thread_id)
+            .await?;
         let mut row = self.own_message(&mut tx, &reader, &message_id).await?;
         if row.body == body {
             return Ok(self
+                .shared
                 .wire_messages(&mut tx, &reader.thread, vec![row])
                 .await?
                 .remove(0));
@@ -419,11 +485,12 @@ impl Domain {
         row.edited_at = Some(now);
         messages::update_body(&mut tx, &row).await?;
         let message = self
+            .shared
             .wire_messages(&mut tx, &reader.thread, vec![row])
             .await?
             .remove(0);
         tx.commit().await?;
-        self.publish_thread(
+        self.shared.publish_thread(
             &reader,
             Payload::frame(ServerFrame::MessageEdited {
                 message: message.clone(),
@@ -440,8 +507,11 @@ impl Domain {
         thread_id: ThreadId,
         message_id: MessageId,
     ) -> Result<()> {
-        let mut tx = self.store().begin().await?;
-        let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
+        let mut tx = self.shared.store().begin().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut tx, member, &thread_id)
+            .await?;
         let mut row = self.own_message(&mut tx, &reader, &message_id).await?;
         row.body = String::new();
         row.mentions = "[]".into();
@@ -449,7 +519,7 @@ impl Domain {
         messages::update_body(&mut tx, &row).await?;
         messages::delete_edits(&mut tx, &row.id).await?;
         tx.commit().await?;
-        self.publish_thread(
+        self.shared.publish_thread(
             &reader,
             Payload::frame(ServerFrame::MessageDeleted {
                 thread_id,
@@ -467,8 +537,11 @@ impl Domain {
         thread_id: ThreadId,
         message_id: MessageId,
     ) -> Result<MessageHistory> {
-        let mut conn = self.store().conn().await?;
-        let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
+        let mut conn = self.shared.store().conn().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut conn, member, &thread_id)
+            .await?;
         let row = messages::get(&mut conn, &reader.thread.id, &message_id.to_string())
             .await?
             .ok_or(DomainError::NotFound("message"))?;
@@ -494,8 +567,11 @@ impl Domain {
         add: bool,
     ) -> Result<()> {
         let emoji = check_emoji(emoji)?;
-        let mut tx = self.store().begin().await?;
-        let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
+        let mut tx = self.shared.store().begin().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut tx, member, &thread_id)
+            .await?;
         let row = messages::get(&mut tx, &reader.thread.id, &message_id.to_string())
             .await?
             .filter(|m| m.deleted_at.is_none())
@@ -523,7 +599,7 @@ impl Domain {
                     emoji,
                 }
             };
-            self.publish_thread(&reader, Payload::frame(frame));
+            self.shared.publish_thread(&reader, Payload::frame(frame));
         }
         Ok(())
     }
@@ -539,8 +615,11 @@ impl Domain {
         if seq < 0 {
             return Err(DomainError::Invalid("seq must not be negative".into()));
         }
-        let mut tx = self.store().begin().await?;
-        let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
+        let mut tx = self.shared.store().begin().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut tx, member, &thread_id)
+            .await?;
         let me = member.session().user_id();
         let before = threads::last_read(&mut tx, &reader.thread.id, &me.to_string()).await?;
         let target = seq.min(reader.thread.last_seq);
@@ -556,7 +635,7 @@ impl Domain {
             threads::unread_count(&mut tx, &reader.thread.id, &me.to_string(), after).await?;
         tx.commit().await?;
         if after > before {
-            self.publish_thread(
+            self.shared.publish_thread(
                 &reader,
                 Payload::frame(ServerFrame::Receipt {
                     thread_id,
@@ -579,8 +658,11 @@ impl Domain {
         thread_id: ThreadId,
         message_id: MessageId,
     ) -> Result<Readers> {
-        let mut conn = self.store().conn().await?;
-        let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
+        let mut conn = self.shared.store().conn().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut conn, member, &thread_id)
+            .await?;
         let row = messages::get(&mut conn, &reader.thread.id, &message_id.to_string())
             .await?
             .ok_or(DomainError::NotFound("message"))?;
@@ -604,9 +686,12 @@ impl Domain {
 
     /// Relays "typing" to the thread's other members; nothing is stored.
     pub async fn typing(&self, member: &Member, thread_id: ThreadId) -> Result<()> {
-        let mut conn = self.store().conn().await?;
-        let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
-        self.publish_thread(
+        let mut conn = self.shared.store().conn().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut conn, member, &thread_id)
+            .await?;
+        self.shared.publish_thread(
             &reader,
             Payload::frame(ServerFrame::Typing {
                 thread_id,
@@ -615,8 +700,10 @@ impl Domain {
         );
         Ok(())
     }
+}
 
-    fn publish_thread(&self, reader: &ThreadReader, payload: Payload) {
+impl Shared {
+    pub(super) fn publish_thread(&self, reader: &ThreadReader, payload: Payload) {
         self.publish(
             &reader.thread_region(),
             Audience {

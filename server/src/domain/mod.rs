@@ -11,10 +11,15 @@ mod convert;
 pub mod error;
 pub mod files;
 pub mod groups;
+pub mod invitations;
+pub mod library;
 pub mod live;
+pub mod maintenance;
 pub mod messages;
 pub mod operator;
 pub mod password;
+pub mod search;
+mod shared;
 pub mod threads;
 pub mod throttle;
 pub mod tokens;
@@ -24,13 +29,12 @@ pub mod visibility;
 
 use std::sync::Arc;
 
-use tokio::sync::OnceCell;
-
 pub use access::{Member, RegionAdmin, Session};
 pub use error::{DomainError, Result};
 
-use crate::bus::{Audience, Bus, Event, Payload};
+use crate::bus::Bus;
 use crate::store::Store;
+use shared::Shared;
 use throttle::Throttle;
 use tokens::TokenSigner;
 
@@ -45,26 +49,31 @@ pub struct DomainSettings {
     pub posts_burst: u32,
 }
 
-/// The domain service: shared, cheap to clone.
+/// The rules, as one service per area. Shared and cheap to clone; api handlers hold
+/// this and nothing below it, so every read and write passes a service's checks.
+///
+/// Each service holds the store and bus ([`Shared`]) and only what is its own: the
+/// token signer and sign-in throttle for accounts, the post queue and posting allowance
+/// for messages, the blob store and keys for files.
 #[derive(Clone)]
 pub struct Domain {
-    inner: Arc<Inner>,
+    inner: Arc<Services>,
 }
 
-struct Inner {
-    store: Store,
-    signer: TokenSigner,
-    throttle: Throttle,
-    settings: DomainSettings,
-    bus: Arc<dyn Bus>,
-    files: files::FileServices,
-    /// The queue in front of the post committers (group commit).
-    commit: commit::GroupCommit,
-    /// Posting allowance per user, so one runaway client cannot flood a thread.
-    posts: governor::DefaultKeyedRateLimiter<String>,
-    /// A real argon2 hash of a random password, verified against when the login id is
-    /// unknown so that both cases cost the same time.
-    dummy_hash: OnceCell<String>,
+struct Services {
+    shared: Shared,
+    accounts: auth::Accounts,
+    admin: admin::Admin,
+    operator: operator::Operator,
+    groups: groups::Groups,
+    invitations: invitations::Invitations,
+    threads: threads::Threads,
+    messages: messages::Messages,
+    files: files::Files,
+    library: library::Library,
+    search: search::Search,
+    maintenance: maintenance::Maintenance,
+    audit_reports: audit_reports::AuditReports,
 }
 
 impl Domain {
@@ -76,114 +85,112 @@ impl Domain {
         bus: Arc<dyn Bus>,
         files: files::FileServices,
     ) -> Self {
-        let posts = governor::RateLimiter::keyed(
-            governor::Quota::per_minute(
-                std::num::NonZeroU32::new(settings.posts_per_minute)
-                    .unwrap_or(std::num::NonZeroU32::MIN),
-            )
-            .allow_burst(
-                std::num::NonZeroU32::new(settings.posts_burst)
-                    .unwrap_or(std::num::NonZeroU32::MIN),
-            ),
-        );
+        let shared = Shared::new(store, bus);
+        let blobs = Arc::new(files);
+        let admin = admin::Admin::new(shared.clone());
+        let groups = groups::Groups::new(shared.clone());
         Domain {
-            inner: Arc::new(Inner {
-                posts,
-                commit: commit::GroupCommit::default(),
-                store,
-                signer,
-                throttle,
-                settings,
-                bus,
-                files,
-                dummy_hash: OnceCell::new(),
+            inner: Arc::new(Services {
+                accounts: auth::Accounts::new(
+                    shared.clone(),
+                    signer,
+                    throttle,
+                    settings.totp_issuer.clone(),
+                ),
+                operator: operator::Operator::new(shared.clone(), admin.clone()),
+                admin,
+                invitations: invitations::Invitations::new(shared.clone(), groups.clone()),
+                groups,
+                threads: threads::Threads::new(shared.clone()),
+                messages: messages::Messages::new(shared.clone(), &settings),
+                files: files::Files::new(shared.clone(), blobs.clone()),
+                library: library::Library::new(shared.clone()),
+                search: search::Search::new(shared.clone()),
+                maintenance: maintenance::Maintenance::new(shared.clone(), blobs),
+                audit_reports: audit_reports::AuditReports::new(shared.clone()),
+                shared,
             }),
         }
     }
 
-    pub fn store(&self) -> &Store {
-        &self.inner.store
+    /// Sign-in, tokens, the caller's own account.
+    pub fn accounts(&self) -> &auth::Accounts {
+        &self.inner.accounts
     }
 
-    pub(crate) fn signer(&self) -> &TokenSigner {
-        &self.inner.signer
+    /// Region administration: organisations, users, policy.
+    pub fn admin(&self) -> &admin::Admin {
+        &self.inner.admin
     }
 
-    pub(crate) fn throttle(&self) -> &Throttle {
-        &self.inner.throttle
+    /// What the operator's shell does: bootstrap, regions, account rescue.
+    pub fn operator(&self) -> &operator::Operator {
+        &self.inner.operator
     }
 
-    /// Spends one post of `user_id`'s allowance.
-    pub(crate) fn spend_post(&self, user_id: &str) -> Result<()> {
-        use governor::clock::Clock;
-        let posts = &self.inner.posts;
-        posts
-            .check_key(&user_id.to_owned())
-            .map_err(|not_until| DomainError::Throttled {
-                retry_after_secs: not_until
-                    .wait_time_from(posts.clock().now())
-                    .as_secs()
-                    .max(1),
-            })
+    /// Groups and their membership.
+    pub fn groups(&self) -> &groups::Groups {
+        &self.inner.groups
     }
 
-    pub(crate) fn settings(&self) -> &DomainSettings {
-        &self.inner.settings
+    /// Invitation codes and join requests.
+    pub fn invitations(&self) -> &invitations::Invitations {
+        &self.inner.invitations
+    }
+
+    /// Threads (the main timeline and 内緒話) and what a user can see live.
+    pub fn threads(&self) -> &threads::Threads {
+        &self.inner.threads
+    }
+
+    /// Posting, the timeline, edits, reactions, receipts, typing.
+    pub fn messages(&self) -> &messages::Messages {
+        &self.inner.messages
+    }
+
+    /// Upload, metadata, download and deletion of files.
+    pub fn files(&self) -> &files::Files {
+        &self.inner.files
+    }
+
+    /// A group's file library.
+    pub fn library(&self) -> &library::Library {
+        &self.inner.library
+    }
+
+    /// Search over messages and file names.
+    pub fn search(&self) -> &search::Search {
+        &self.inner.search
+    }
+
+    /// Key rotation and the orphan sweep.
+    pub fn maintenance(&self) -> &maintenance::Maintenance {
+        &self.inner.maintenance
+    }
+
+    /// File-access and event reports, audit verification.
+    pub fn audit_reports(&self) -> &audit_reports::AuditReports {
+        &self.inner.audit_reports
     }
 
     /// The fan-out bus, for live connections to subscribe to.
     pub fn bus(&self) -> &Arc<dyn Bus> {
-        &self.inner.bus
+        self.inner.shared.bus()
     }
 
-    /// Publishes a committed change. Call only after the transaction commits.
-    pub(crate) fn publish(&self, region_id: &str, audience: Audience, payload: Payload) {
-        self.inner.bus.publish(Event {
-            region_id: region_id.to_owned(),
-            audience,
-            payload,
-        });
+    /// Starts the watch that closes this node's sockets of sessions revoked elsewhere
+    /// and reloads those whose memberships changed (`live`).
+    pub fn spawn_live_watch(&self) -> tokio::task::JoinHandle<()> {
+        self.inner.shared.spawn_live_watch()
     }
 
-    /// Tells `user_id`'s live connections to reload what they can see.
-    pub(crate) fn access_changed(&self, region_id: &str, user_id: &str) {
-        self.publish(
-            region_id,
-            Audience {
-                users: vec![user_id.to_owned()],
-                ..Default::default()
-            },
-            Payload::AccessChanged {
-                user_id: user_id.to_owned(),
-            },
-        );
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        Ok(self.inner.shared.store().ping().await?)
     }
 
-    /// Closes the live connections of ended sessions (`None`: every session of the user).
-    pub(crate) fn sessions_revoked(
-        &self,
-        region_id: &str,
-        user_id: &str,
-        session_id: Option<&str>,
-    ) {
-        self.publish(
-            region_id,
-            Audience {
-                users: vec![user_id.to_owned()],
-                ..Default::default()
-            },
-            Payload::SessionsRevoked {
-                user_id: user_id.to_owned(),
-                session_id: session_id.map(str::to_owned),
-            },
-        );
-    }
-
-    async fn dummy_hash(&self) -> Result<String> {
-        self.inner
-            .dummy_hash
-            .get_or_try_init(|| password::hash(password::generate_one_time().into()))
-            .await
-            .cloned()
+    /// Closes the database pool (shutdown).
+    pub async fn close(&self) {
+        self.inner.shared.store().close().await;
     }
 }

@@ -6,9 +6,11 @@ use serde_json::json;
 use tsunagu_protocol::accounts::{CreateUser, Profession, Region, User, UserRole};
 use tsunagu_protocol::ids::RegionId;
 
+use super::admin::Admin;
 use super::admin::NewUser;
 use super::error::{DomainError, Result};
-use super::{convert, password, validate, Domain};
+use super::shared::Shared;
+use super::{convert, password, validate};
 use crate::audit::{self, Action, Actor, Event, Outcome, RequestMeta};
 use crate::clock::now_ms;
 use crate::store::regions::{self, RegionRow};
@@ -37,7 +39,19 @@ fn operator_meta() -> RequestMeta {
     }
 }
 
-impl Domain {
+/// What the operator does at the shell, with no region to act in: bootstrap, regions,
+/// account rescue. Uses the user writes of [`Admin`].
+#[derive(Clone)]
+pub struct Operator {
+    shared: Shared,
+    admin: Admin,
+}
+
+impl Operator {
+    pub(super) fn new(shared: Shared, admin: Admin) -> Self {
+        Operator { shared, admin }
+    }
+
     /// On an empty database: creates region `default` and its administrator `admin`.
     /// With `password`, that is the admin's password (no forced change, for scripted
     /// set-ups); without, a one-time password is generated and must be changed at first
@@ -46,7 +60,7 @@ impl Domain {
         // "Empty" means no users at all: a start that died between creating the region
         // and its admin is completed by the next start instead of leaving no way in.
         {
-            let mut conn = self.store().conn().await?;
+            let mut conn = self.shared.store().conn().await?;
             if users::count(&mut conn).await? > 0 {
                 return Ok(Bootstrap::AlreadyDone);
             }
@@ -83,6 +97,7 @@ impl Domain {
         let mut relaxed = row.clone();
         relaxed.password_min_length = 1;
         match self
+            .admin
             .insert_user(
                 NewUser {
                     region: &relaxed,
@@ -119,7 +134,7 @@ impl Domain {
             max_file_bytes: 512 * 1024 * 1024,
             allowed_file_kinds: None,
         };
-        let mut tx = self.store().begin().await?;
+        let mut tx = self.shared.store().begin().await?;
         regions::insert(&mut tx, &row).await.map_err(|e| match e {
             StoreError::Conflict => DomainError::Conflict("that region slug is taken".into()),
             other => other.into(),
@@ -143,15 +158,16 @@ impl Domain {
     /// Creates a user in the region `region_slug`, bypassing nothing but the API.
     pub async fn operator_create_user(&self, region_slug: &str, req: CreateUser) -> Result<User> {
         let region = self.region_row_by_slug(region_slug).await?;
-        self.insert_user(
-            NewUser {
-                region: &region,
-                req,
-            },
-            &operator_actor(&region.id),
-            &operator_meta(),
-        )
-        .await
+        self.admin
+            .insert_user(
+                NewUser {
+                    region: &region,
+                    req,
+                },
+                &operator_actor(&region.id),
+                &operator_meta(),
+            )
+            .await
     }
 
     /// Sets a new password for `login` and signs them out everywhere. With `None`, a
@@ -165,7 +181,7 @@ impl Domain {
         let (pw, one_time) = match password {
             Some(p) => {
                 let region = {
-                    let mut conn = self.store().conn().await?;
+                    let mut conn = self.shared.store().conn().await?;
                     regions::get(&mut conn, &row.region_id)
                         .await?
                         .ok_or_else(|| DomainError::Internal("user without region".into()))?
@@ -182,33 +198,35 @@ impl Domain {
                 (SecretString::from(p.clone()), Some(p))
             }
         };
-        self.set_password_and_sign_out(
-            &row,
-            pw,
-            one_time.is_some(),
-            &operator_actor(&row.region_id),
-            &operator_meta(),
-        )
-        .await?;
+        self.admin
+            .set_password_and_sign_out(
+                &row,
+                pw,
+                one_time.is_some(),
+                &operator_actor(&row.region_id),
+                &operator_meta(),
+            )
+            .await?;
         Ok(one_time)
     }
 
     /// Removes `login`'s second factor.
     pub async fn operator_reset_totp(&self, login: &str) -> Result<User> {
         let row = self.user_by_login(login).await?;
-        self.clear_totp(&row, &operator_actor(&row.region_id), &operator_meta())
+        self.admin
+            .clear_totp(&row, &operator_actor(&row.region_id), &operator_meta())
             .await
     }
 
     async fn region_row_by_slug(&self, slug: &str) -> Result<RegionRow> {
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         regions::get_by_slug(&mut conn, slug)
             .await?
             .ok_or(DomainError::NotFound("region"))
     }
 
     async fn user_by_login(&self, login: &str) -> Result<UserRow> {
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         users::find_by_login_key(&mut conn, &validate::login_key(login))
             .await?
             .ok_or(DomainError::NotFound("user"))

@@ -10,15 +10,26 @@ use tsunagu_protocol::ws::ServerFrame;
 
 use super::access::Member;
 use super::error::{DomainError, Result};
+use super::shared::Shared;
 use super::visibility::ThreadReader;
-use super::{convert, validate, Domain};
+use super::{convert, validate};
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
 use crate::bus::{Audience, Payload};
 use crate::clock::{now_ms, rfc3339};
 use crate::store::threads::{self, ThreadRow};
 use crate::store::{groups, Conn};
 
-impl Domain {
+/// Threads: listing, reading, creating 内緒話 and changing their member sets.
+#[derive(Clone)]
+pub struct Threads {
+    pub(super) shared: Shared,
+}
+
+impl Threads {
+    pub(super) fn new(shared: Shared) -> Self {
+        Threads { shared }
+    }
+
     pub(super) async fn wire_thread(
         &self,
         conn: &mut Conn,
@@ -55,8 +66,11 @@ impl Domain {
     /// The threads of a group the caller can see: the main timeline and only those
     /// 内緒話 they belong to. Others are not listed, counted or hinted at.
     pub async fn list_threads(&self, member: &Member, group_id: GroupId) -> Result<Vec<Thread>> {
-        let mut conn = self.store().conn().await?;
-        let gm = self.group_member(&mut conn, member, &group_id).await?;
+        let mut conn = self.shared.store().conn().await?;
+        let gm = self
+            .shared
+            .group_member(&mut conn, member, &group_id)
+            .await?;
         let me = member.session().user_id().to_string();
         let rows = threads::visible_in_group(&mut conn, &gm.group.id, &me).await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -67,8 +81,11 @@ impl Domain {
     }
 
     pub async fn get_thread(&self, member: &Member, thread_id: ThreadId) -> Result<Thread> {
-        let mut conn = self.store().conn().await?;
-        let reader = self.thread_reader(&mut conn, member, &thread_id).await?;
+        let mut conn = self.shared.store().conn().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut conn, member, &thread_id)
+            .await?;
         self.wire_thread(
             &mut conn,
             &reader.thread,
@@ -110,8 +127,8 @@ impl Domain {
         req: CreateThread,
         meta: &RequestMeta,
     ) -> Result<Thread> {
-        let mut tx = self.store().begin().await?;
-        let gm = self.group_member(&mut tx, member, &group_id).await?;
+        let mut tx = self.shared.store().begin().await?;
+        let gm = self.shared.group_member(&mut tx, member, &group_id).await?;
         gm.professional()?;
         if gm.group.archived_at.is_some() {
             return Err(DomainError::Conflict("the group is archived".into()));
@@ -155,9 +172,9 @@ impl Domain {
         tx.commit().await?;
         let region = gm.group.region_id.clone();
         for id in &ids {
-            self.access_changed(&region, id);
+            self.shared.access_changed(&region, id);
         }
-        self.publish(
+        self.shared.publish(
             &region,
             Audience {
                 thread_id: Some(row.id.clone()),
@@ -192,8 +209,11 @@ impl Domain {
         user_id: UserId,
         meta: &RequestMeta,
     ) -> Result<Thread> {
-        let mut tx = self.store().begin().await?;
-        let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
+        let mut tx = self.shared.store().begin().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut tx, member, &thread_id)
+            .await?;
         Self::private(&reader)?;
         let uid = user_id.to_string();
         self.check_private_members(
@@ -227,9 +247,9 @@ impl Domain {
         let thread = self.wire_thread(&mut tx, &reader.thread, &me).await?;
         tx.commit().await?;
         let region = member.session().region_id().to_string();
-        self.access_changed(&region, &uid);
+        self.shared.access_changed(&region, &uid);
         let group_id = convert::id(&reader.thread.group_id)?;
-        self.publish(
+        self.shared.publish(
             &region,
             Audience {
                 thread_id: Some(reader.thread.id.clone()),
@@ -253,8 +273,11 @@ impl Domain {
         user_id: UserId,
         meta: &RequestMeta,
     ) -> Result<()> {
-        let mut tx = self.store().begin().await?;
-        let reader = self.thread_reader(&mut tx, member, &thread_id).await?;
+        let mut tx = self.shared.store().begin().await?;
+        let reader = self
+            .shared
+            .thread_reader(&mut tx, member, &thread_id)
+            .await?;
         Self::private(&reader)?;
         let uid = user_id.to_string();
         if !threads::remove_member(&mut tx, &reader.thread.id, &uid).await? {
@@ -276,8 +299,8 @@ impl Domain {
         tx.commit().await?;
         let region = member.session().region_id().to_string();
         let group_id = convert::id(&reader.thread.group_id)?;
-        self.access_changed(&region, &uid);
-        self.publish(
+        self.shared.access_changed(&region, &uid);
+        self.shared.publish(
             &region,
             Audience {
                 thread_id: Some(reader.thread.id.clone()),

@@ -13,7 +13,8 @@ use tsunagu_protocol::messaging::{MemberRole, ThreadKind};
 
 use super::access::Member;
 use super::error::{DomainError, Result};
-use super::Domain;
+use super::shared::Shared;
+use super::threads::Threads;
 use crate::bus::Audience;
 use crate::store::groups::{self, GroupRow};
 use crate::store::threads::{self, ThreadRow};
@@ -76,7 +77,7 @@ impl GroupMember {
     }
 }
 
-impl Domain {
+impl Shared {
     /// Checks that `member` may read `thread_id`. Unknown and invisible are the same 404.
     pub(super) async fn thread_reader(
         &self,
@@ -120,11 +121,13 @@ impl Domain {
             group: row.group,
         })
     }
+}
 
+impl Threads {
     /// What `member` can see right now, for filtering live events.
     pub async fn visible_set(&self, member: &Member) -> Result<VisibleSet> {
         let s = member.session();
-        let mut conn = self.store().conn().await?;
+        let mut conn = self.shared.store().conn().await?;
         let rows = threads::visible_to(
             &mut conn,
             &s.region_id().to_string(),
@@ -144,7 +147,7 @@ impl Domain {
     }
 }
 
-/// A snapshot of what one user can see: the same rule as [`Domain::thread_reader`],
+/// A snapshot of what one user can see: the same rule as [`Shared::thread_reader`],
 /// evaluated once, refreshed whenever the user's memberships change.
 #[derive(Debug, Clone, Default)]
 pub struct VisibleSet {

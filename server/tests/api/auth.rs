@@ -315,7 +315,7 @@ async fn failed_and_successful_logins_are_audited_in_a_verifiable_chain(app: Tes
     let actions = app.audit_actions().await;
     assert!(actions.contains(&"login_succeeded".to_owned()));
     assert!(actions.contains(&"login_failed".to_owned()));
-    let mut conn = app.domain.store().conn().await.unwrap();
+    let mut conn = app.store().conn().await.unwrap();
     let (checked, broken) = tsunagu_server::audit::verify(&mut conn).await.unwrap();
     assert_eq!(broken, None);
     assert_eq!(checked as usize, actions.len());

@@ -14,6 +14,7 @@ use tsunagu_protocol::accounts::{
 use tsunagu_server::app::Application;
 use tsunagu_server::config::Config;
 use tsunagu_server::domain::Domain;
+use tsunagu_server::store::Store;
 
 pub const ADMIN_PASSWORD: &str = "bootstrap admin password";
 pub const USER_PASSWORD: &str = "a long enough password";
@@ -124,6 +125,8 @@ pub struct TestApp {
     pub base: String,
     pub backend: Backend,
     pub domain: Domain,
+    /// The database past the rules, for tests that inspect or damage what is stored.
+    raw_store: Store,
     /// Signed in as the bootstrap region administrator of region `default`.
     pub admin: Client,
     pub http: reqwest::Client,
@@ -193,6 +196,7 @@ async fn start(
         .expect("build app");
     let addr = app.local_addr();
     let domain = app.domain().clone();
+    let raw_store = app.store().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
@@ -215,6 +219,7 @@ async fn start(
         base,
         backend,
         domain,
+        raw_store,
         admin,
         http: reqwest::Client::new(),
         config,
@@ -226,6 +231,11 @@ async fn start(
 }
 
 impl TestApp {
+    /// The database itself (see [`Application::store`]).
+    pub fn store(&self) -> &Store {
+        &self.raw_store
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -283,11 +293,13 @@ impl TestApp {
     /// Creates another region with its own administrator, signed in.
     pub async fn other_region(&self, slug: &str) -> Client {
         self.domain
+            .operator()
             .create_region(slug, "Other region")
             .await
             .expect("create region");
         let login = format!("{slug}-admin");
         self.domain
+            .operator()
             .operator_create_user(slug, new_user(&login, UserRole::RegionAdmin))
             .await
             .expect("create other admin");
@@ -301,7 +313,7 @@ impl TestApp {
 
     /// Audit actions recorded so far, in order.
     pub async fn audit_actions(&self) -> Vec<String> {
-        let mut conn = self.domain.store().conn().await.expect("conn");
+        let mut conn = self.store().conn().await.expect("conn");
         let rows: Vec<(String,)> = sqlx::query_as("SELECT action FROM audit_events ORDER BY seq")
             .fetch_all(&mut *conn)
             .await

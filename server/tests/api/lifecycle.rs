@@ -37,7 +37,7 @@ async fn a_restart_keeps_accounts_sessions_and_the_signing_key(app: TestApp) {
         .unwrap();
     // The audit chain continues across the restart and still verifies.
     assert!(app.audit_actions().await.len() > audit_before);
-    let mut conn = app.domain.store().conn().await.unwrap();
+    let mut conn = app.store().conn().await.unwrap();
     assert_eq!(
         tsunagu_server::audit::verify(&mut conn).await.unwrap().1,
         None

@@ -23,7 +23,7 @@ pub mod common {
 
     /// Runs one statement on the test's database.
     pub async fn exec(app: &TestApp, sql: &str) -> Result<u64, sqlx::Error> {
-        let mut conn = app.domain.store().conn().await.expect("conn");
+        let mut conn = app.store().conn().await.expect("conn");
         sqlx::query(sql)
             .execute(&mut *conn)
             .await
@@ -96,7 +96,7 @@ pub mod common {
     }
 
     pub async fn entry_count(app: &TestApp) -> i64 {
-        let mut conn = app.domain.store().conn().await.unwrap();
+        let mut conn = app.store().conn().await.unwrap();
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events")
             .fetch_one(&mut *conn)
             .await
@@ -105,7 +105,7 @@ pub mod common {
     }
 
     pub async fn entry(app: &TestApp, seq: i64) -> EntryRow {
-        let mut conn = app.domain.store().conn().await.unwrap();
+        let mut conn = app.store().conn().await.unwrap();
         sqlx::query_as(
             "SELECT seq, id, at_ms, region_id, actor_user_id, actor_org_id, ip, user_agent, \
              action, target_kind, target_id, group_id, file_id, outcome, request_id, detail, \
@@ -118,7 +118,7 @@ pub mod common {
     }
 
     pub async fn insert_entry(app: &TestApp, row: &EntryRow) {
-        let mut conn = app.domain.store().conn().await.unwrap();
+        let mut conn = app.store().conn().await.unwrap();
         sqlx::query(
             "INSERT INTO audit_events (seq, id, at_ms, region_id, actor_user_id, actor_org_id, \
              ip, user_agent, action, target_kind, target_id, group_id, file_id, outcome, \
@@ -207,7 +207,7 @@ pub mod common {
     /// several verifications of one state.
     pub async fn verify_now(app: &TestApp) -> AuditVerification {
         let report =
-            tsunagu_server::audit::verify_store(app.domain.store(), &signer(app).verifier())
+            tsunagu_server::audit::verify_store(app.store(), &signer(app).verifier())
                 .await
                 .unwrap();
         tsunagu_server::domain::audit_reports::verification(&report)

@@ -517,7 +517,7 @@ async fn a_csv_export_streams_every_matching_entry_across_pages(app: TestApp) {
     // 2,500 file-access entries (more than two export pages), written as the files
     // module writes them.
     let file_id = uuid::Uuid::now_v7().to_string();
-    let mut tx = app.domain.store().begin().await.unwrap();
+    let mut tx = app.store().begin().await.unwrap();
     for i in 0..2500 {
         let action = if i % 2 == 0 {
             Action::FileDownloaded

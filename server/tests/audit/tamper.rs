@@ -53,7 +53,7 @@ async fn the_database_refuses_to_change_or_remove_audit_entries(app: TestApp) {
 async fn an_untouched_chain_verifies_with_its_signed_checkpoints(app: TestApp) {
     let n = generate(&app).await;
     let signer = signer(&app);
-    let store = app.domain.store();
+    let store = app.store();
     // Every fifth entry is signed; a second run finds nothing new to do.
     let written = checkpoint::run_once(store, &signer, every(5))
         .await
@@ -272,7 +272,7 @@ async fn reordered_entries_are_named(app: TestApp) {
 async fn a_consistently_rewritten_chain_is_caught_by_its_checkpoints(app: TestApp) {
     let n = generate(&app).await;
     let signer = signer(&app);
-    checkpoint::run_once(app.domain.store(), &signer, every(5))
+    checkpoint::run_once(app.store(), &signer, every(5))
         .await
         .unwrap();
     drop_triggers(&app).await;
@@ -295,7 +295,7 @@ async fn a_consistently_rewritten_chain_is_caught_by_its_checkpoints(app: TestAp
     )
     .await
     .unwrap();
-    let mut conn = app.domain.store().conn().await.unwrap();
+    let mut conn = app.store().conn().await.unwrap();
     let (_, chain_break) = tsunagu_server::audit::verify(&mut conn).await.unwrap();
     drop(conn);
     assert_eq!(chain_break, None);
@@ -307,7 +307,7 @@ async fn a_consistently_rewritten_chain_is_caught_by_its_checkpoints(app: TestAp
     // And no new checkpoint vouches for the rewritten chain: the task refuses to sign.
     let later = tsunagu_server::clock::now_ms() + 7_200_000;
     assert_eq!(
-        checkpoint::run_once_at(app.domain.store(), &signer, every(5), later)
+        checkpoint::run_once_at(app.store(), &signer, every(5), later)
             .await
             .unwrap(),
         0
@@ -318,13 +318,13 @@ async fn bad_checkpoints_are_named(app: TestApp) {
     let n = generate(&app).await;
     assert!(n >= 10);
     let signer = signer(&app);
-    checkpoint::run_once(app.domain.store(), &signer, every(5))
+    checkpoint::run_once(app.store(), &signer, every(5))
         .await
         .unwrap();
     let good = verify_now(&app).await;
     assert!(good.intact);
     assert_eq!(good.checkpoints, n / 5);
-    let mut conn = app.domain.store().conn().await.unwrap();
+    let mut conn = app.store().conn().await.unwrap();
     let (hash, key_id, signature): (String, String, String) =
         sqlx::query_as("SELECT hash, key_id, signature FROM audit_checkpoints WHERE seq = 10")
             .fetch_one(&mut *conn)

@@ -336,6 +336,7 @@ pub async fn stranger(app: &TestApp, slug: &str, login: &str) -> Person {
     app.other_region(slug).await;
     let user = app
         .domain
+        .operator()
         .operator_create_user(slug, new_user(login, "他地域 看護師", Profession::Nurse))
         .await
         .expect("create user in the other region");
@@ -664,7 +665,7 @@ pub struct AuditRow {
 }
 
 pub async fn audit_rows(app: &TestApp, action: &str) -> Vec<AuditRow> {
-    let mut conn = app.domain.store().conn().await.expect("conn");
+    let mut conn = app.store().conn().await.expect("conn");
     type Row = (
         Option<String>,
         Option<String>,

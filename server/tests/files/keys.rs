@@ -19,7 +19,7 @@ all_combinations!(
 
 /// `(kek_id, wrapped_key, deleted_at)` of a file's row.
 async fn key_row(app: &FilesApp, file_id: &str) -> (Option<String>, Option<String>, Option<i64>) {
-    let mut conn = app.domain.store().conn().await.expect("conn");
+    let mut conn = app.store().conn().await.expect("conn");
     sqlx::query_as("SELECT kek_id, wrapped_key, deleted_at FROM files WHERE id = $1")
         .bind(file_id)
         .fetch_one(&mut *conn)
@@ -95,13 +95,25 @@ async fn key_rotation_rewraps_every_key_without_touching_blobs(app: FilesApp) {
     // Old files still open with the old KEK until rotated.
     assert!(download_ok(&app, &token, &files[2].0.id).await == files[2].1);
 
-    let rewrapped = app.domain.rotate_keys().await.expect("rotate keys");
+    let rewrapped = app
+        .domain
+        .maintenance()
+        .rotate_keys()
+        .await
+        .expect("rotate keys");
     assert_eq!(
         rewrapped,
         files.len() as u64,
         "every live file wrapped by the old KEK"
     );
-    assert_eq!(app.domain.rotate_keys().await.expect("rotate again"), 0);
+    assert_eq!(
+        app.domain
+            .maintenance()
+            .rotate_keys()
+            .await
+            .expect("rotate again"),
+        0
+    );
     assert!(
         !audit_rows(&app, "key_rotated").await.is_empty(),
         "rotation is audited"
@@ -245,12 +257,26 @@ async fn deleting_a_file_shreds_its_key_so_a_kept_blob_stays_unreadable(app: Fil
         .collect();
     assert_eq!(ids, [other.id.as_str()]);
     // Nothing anywhere holds a key for it: rotation has nothing to re-wrap.
-    assert_eq!(app.domain.rotate_keys().await.expect("rotate"), 0);
+    assert_eq!(
+        app.domain
+            .maintenance()
+            .rotate_keys()
+            .await
+            .expect("rotate"),
+        0
+    );
     let (kek, wrapped, _) = key_row(&app, &info.id).await;
     assert_eq!((kek, wrapped), (None, None));
 
     // The orphan sweeper removes the put-back blob and leaves live ones alone.
-    assert_eq!(app.domain.sweep_orphans(0).await.expect("sweep"), 1);
+    assert_eq!(
+        app.domain
+            .maintenance()
+            .sweep_orphans(0)
+            .await
+            .expect("sweep"),
+        1
+    );
     assert_eq!(app.blob(&info.id).await, None);
     assert!(app.blob(&other.id).await.is_some());
     assert!(download_ok(&app, &token, &other.id).await == "残る".as_bytes());

@@ -299,8 +299,8 @@ async fn the_orphan_sweeper_removes_what_a_killed_upload_left(mut app: FilesApp)
     let domain = tsunagu_server::app::open_domain(&app.config)
         .await
         .expect("domain");
-    domain.sweep_orphans(0).await.expect("sweep");
-    domain.store().close().await;
+    domain.maintenance().sweep_orphans(0).await.expect("sweep");
+    domain.close().await;
     match app.storage {
         Storage::Local => assert_eq!(
             upload_leftovers(&app),

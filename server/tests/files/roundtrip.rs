@@ -393,7 +393,7 @@ async fn nothing_stored(app: &FilesApp, group: &str, token: &str, what: &str) {
         audit_rows(app, "file_uploaded").await.is_empty(),
         "{what}: audit"
     );
-    let mut conn = app.domain.store().conn().await.expect("conn");
+    let mut conn = app.store().conn().await.expect("conn");
     let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM files")
         .fetch_one(&mut *conn)
         .await

@@ -77,6 +77,7 @@ pub mod fixtures {
         app.other_region(slug).await;
         let user = app
             .domain
+            .operator()
             .operator_create_user(
                 slug,
                 CreateUser {

@@ -306,7 +306,7 @@ where
         _ => None,
     };
     let session = match token {
-        Some(t) => match state.domain.authenticate(&t).await {
+        Some(t) => match state.domain.accounts().authenticate(&t).await {
             Ok(s) => Some(s),
             // The database being down is not the client's fault: say so, so it retries
             // instead of asking its user to sign in again.
@@ -354,7 +354,7 @@ where
     let sub = state.domain.bus().hub().subscribe();
     let user_key = member.session().user_id().to_string();
     sub.watch(&user_key, std::iter::empty(), std::iter::empty());
-    let visible = match state.domain.visible_set(&member).await {
+    let visible = match state.domain.threads().visible_set(&member).await {
         Ok(v) => v,
         Err(e) => {
             tracing::error!(error = %e, "websocket: loading visibility failed");
@@ -496,6 +496,7 @@ impl Connection {
                 let reply = match self
                     .state
                     .domain
+                    .messages()
                     .post_message(&self.member, thread_id, req, &self.meta)
                     .await
                 {
@@ -512,6 +513,7 @@ impl Connection {
                 } else if let Err(e) = self
                     .state
                     .domain
+                    .messages()
                     .mark_read(&self.member, thread_id, seq)
                     .await
                 {
@@ -521,7 +523,13 @@ impl Connection {
             ClientFrame::Typing { thread_id } => {
                 if let Err(wait) = spend(&self.typing) {
                     self.offer_frame(&throttled_frame(None, wait));
-                } else if let Err(e) = self.state.domain.typing(&self.member, thread_id).await {
+                } else if let Err(e) = self
+                    .state
+                    .domain
+                    .messages()
+                    .typing(&self.member, thread_id)
+                    .await
+                {
                     self.offer_frame(&domain_error_frame(None, e));
                 }
             }
@@ -669,6 +677,7 @@ impl Connection {
                     if let Ok(page) = self
                         .state
                         .domain
+                        .messages()
                         .messages_after(&self.member, thread_id, after, REPLAY_PAGE)
                         .await
                     {
@@ -698,6 +707,7 @@ impl Connection {
             let Ok(page) = self
                 .state
                 .domain
+                .messages()
                 .messages_after(&self.member, thread_id, cursor, REPLAY_PAGE)
                 .await
             else {
@@ -736,7 +746,7 @@ impl Connection {
     /// Memberships changed: take a new snapshot and re-register with the hub. New
     /// threads start at their current `seq`; threads no longer visible stop at once.
     async fn reload_visibility(&mut self) -> bool {
-        match self.state.domain.visible_set(&self.member).await {
+        match self.state.domain.threads().visible_set(&self.member).await {
             Ok(visible) => {
                 self.session.reload(&visible.threads);
                 self.sub.watch(
@@ -766,7 +776,13 @@ impl Connection {
         if let Flow::Stop = self.go_live().await {
             return Flow::Stop;
         }
-        match self.state.domain.session_active(&self.member).await {
+        match self
+            .state
+            .domain
+            .accounts()
+            .session_active(&self.member)
+            .await
+        {
             Ok(true) => {}
             Ok(false) => return self.session_ended(),
             Err(_) => return self.resync(Resync::Internal),

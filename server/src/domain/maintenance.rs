@@ -1,0 +1,119 @@
+//! Chores over all files, for the operator and the background sweeper: re-wrapping data
+//! keys under the current key-encryption key, and removing blobs nobody references.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use serde_json::json;
+
+use super::error::{DomainError, Result};
+use super::files::{blob_internal, FileServices};
+use super::shared::Shared;
+use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
+use crate::store::files;
+
+/// Key rotation and the orphan sweep.
+#[derive(Clone)]
+pub struct Maintenance {
+    shared: Shared,
+    files: Arc<FileServices>,
+}
+
+impl Maintenance {
+    pub(super) fn new(shared: Shared, files: Arc<FileServices>) -> Self {
+        Maintenance { shared, files }
+    }
+
+    fn files(&self) -> &FileServices {
+        &self.files
+    }
+
+    /// The configured KEK ids and the current one.
+    pub fn kek_ids(&self) -> (Vec<String>, String) {
+        let keys = &self.files().keys;
+        (
+            keys.ids().map(str::to_owned).collect(),
+            keys.current_id().to_owned(),
+        )
+    }
+
+    /// Re-wraps every data key under the current KEK (blobs untouched). Returns how
+    /// many were re-wrapped; afterwards older KEKs can be removed.
+    pub async fn rotate_keys(&self) -> Result<u64> {
+        let current = self.files().keys.current_id().to_owned();
+        let mut done = 0;
+        loop {
+            let batch = {
+                let mut conn = self.shared.store().conn().await?;
+                files::wrapped_not_by(&mut conn, &current, 500).await?
+            };
+            if batch.is_empty() {
+                break;
+            }
+            let mut tx = self.shared.store().begin().await?;
+            for row in &batch {
+                let (Some(old), Some(wrapped)) = (&row.kek_id, &row.wrapped_key) else {
+                    continue;
+                };
+                let dek = self
+                    .files()
+                    .keys
+                    .unwrap(old, &row.id, wrapped)
+                    .map_err(|e| DomainError::Internal(format!("file {}: {e}", row.id)))?;
+                let (kek, rewrapped) = self.files().keys.wrap(&row.id, &dek);
+                if files::rewrap(&mut tx, &row.id, old, &kek, &rewrapped).await? {
+                    done += 1;
+                }
+            }
+            audit::append(
+                &mut tx,
+                &RequestMeta {
+                    user_agent: Some("tsunagu-server keys rotate".into()),
+                    ..Default::default()
+                },
+                AuditEvent::new(Action::KeyRotated, Outcome::Success, &Default::default())
+                    .detail(json!({ "kek_id": current, "files": batch.len() })),
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(done)
+    }
+
+    /// Removes blobs that have no live metadata and are older than `grace_secs`:
+    /// interrupted uploads, and blobs whose delete failed after the key was shredded.
+    pub async fn sweep_orphans(&self, grace_secs: u64) -> Result<u64> {
+        let cutoff = chrono::Utc::now() - chrono::Duration::seconds(grace_secs as i64);
+        let staging_cutoff =
+            std::time::SystemTime::now() - std::time::Duration::from_secs(grace_secs);
+        let mut removed = self
+            .files()
+            .blobs
+            .sweep_staging(staging_cutoff)
+            .map_err(|e| DomainError::Internal(format!("sweeping staging files: {e}")))?;
+        let prefix = object_store::path::Path::from("files");
+        let mut listing = self.files().blobs.raw().list(Some(&prefix));
+        while let Some(item) = listing.next().await {
+            let meta = item.map_err(|e| DomainError::Internal(format!("listing blobs: {e}")))?;
+            if meta.last_modified > cutoff {
+                continue;
+            }
+            let Some(id) = meta.location.filename().map(str::to_owned) else {
+                continue;
+            };
+            let live = {
+                let mut conn = self.shared.store().conn().await?;
+                files::get_live(&mut conn, &id).await?.is_some()
+            };
+            if !live {
+                self.files()
+                    .blobs
+                    .delete(&id)
+                    .await
+                    .map_err(blob_internal)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

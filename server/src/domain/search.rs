@@ -1,0 +1,60 @@
+//! Search over the messages and file names the caller may see. Every hit is re-checked
+//! through the thread capability: search never widens visibility.
+
+use tsunagu_protocol::files::SearchResults;
+use tsunagu_protocol::ids::ThreadId;
+use tsunagu_protocol::messaging::Message;
+
+use super::access::Member;
+use super::convert;
+use super::error::{DomainError, Result};
+use super::files::{escape_like, wire_file};
+use super::shared::Shared;
+use crate::store::{files, messages};
+
+/// Message and file-name search.
+#[derive(Clone)]
+pub struct Search {
+    shared: Shared,
+}
+
+impl Search {
+    pub(super) fn new(shared: Shared) -> Self {
+        Search { shared }
+    }
+
+    /// Messages and files matching `q` (a substring, Japanese included) that the caller
+    /// may see.
+    pub async fn search(&self, member: &Member, q: &str) -> Result<SearchResults> {
+        let q = q.trim();
+        if q.is_empty() || q.chars().count() > 200 {
+            return Err(DomainError::Invalid(
+                "q must have 1 to 200 characters".into(),
+            ));
+        }
+        let pattern = escape_like(q);
+        let s = member.session();
+        let (region, me) = (s.region_id().to_string(), s.user_id().to_string());
+        let mut conn = self.shared.store().conn().await?;
+        let message_rows = messages::search(&mut conn, &region, &me, &pattern, 50).await?;
+        let file_rows = files::search(&mut conn, &region, &me, &pattern, 50).await?;
+        let mut out: Vec<Message> = Vec::with_capacity(message_rows.len());
+        for row in message_rows {
+            let thread_id: ThreadId = convert::id(&row.thread_id)?;
+            // Re-check through the capability: search never widens visibility.
+            let reader = self
+                .shared
+                .thread_reader(&mut conn, member, &thread_id)
+                .await?;
+            out.extend(
+                self.shared
+                    .wire_messages(&mut conn, &reader.thread, vec![row])
+                    .await?,
+            );
+        }
+        Ok(SearchResults {
+            messages: out,
+            files: file_rows.iter().map(wire_file).collect::<Result<_>>()?,
+        })
+    }
+}
