@@ -258,7 +258,12 @@ pub async fn content(
         Some(Err(crate::blob::BlobError::Integrity(_))) => {
             return Err(crate::domain::DomainError::Integrity.into());
         }
-        Some(Err(e)) => return Err(crate::domain::DomainError::Internal(e.to_string()).into()),
+        Some(Err(e)) => {
+            return Err(crate::domain::DomainError::Internal(
+                crate::domain::error::Internal::caused_by("reading the blob", e),
+            )
+            .into())
+        }
         None => None,
     };
     let rest = download.body;

@@ -486,7 +486,7 @@ impl Accounts {
         let access = self
             .signer
             .issue(&user.id, &user.region_id, session_id, ttl)
-            .map_err(DomainError::Internal)?;
+            .map_err(|e| DomainError::Internal(e.into()))?;
         Ok(TokenResponse {
             access_token: access,
             refresh_token: refresh,

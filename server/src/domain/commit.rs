@@ -150,7 +150,7 @@ impl Shared {
                 (Ok(Posted::Existing(message)), _) => Ok((message, false)),
                 (Ok(Posted::New(..)), Err(e)) => {
                     tracing::error!(error = %e, "group commit: commit failed");
-                    Err(DomainError::Internal(format!("commit: {e}")))
+                    Err(DomainError::Internal(format!("commit: {e}").into()))
                 }
                 (Err(e), _) => Err(e),
             };
@@ -163,7 +163,9 @@ impl Shared {
 /// poster retries with its `client_msg_id`.
 fn fail_all(jobs: impl IntoIterator<Item = PostJob>, cause: &str) {
     for job in jobs {
-        let _ = job.reply.send(Err(DomainError::Internal(cause.to_owned())));
+        let _ = job
+            .reply
+            .send(Err(DomainError::Internal(cause.to_owned().into())));
     }
 }
 

@@ -14,7 +14,7 @@ use crate::store::regions::RegionRow;
 use crate::store::users::UserRow;
 
 fn corrupt(what: &str) -> DomainError {
-    DomainError::Internal(format!("corrupt {what} in database"))
+    DomainError::Internal(format!("corrupt {what} in database").into())
 }
 
 pub(super) fn id<T: FromStr>(s: &str) -> Result<T> {

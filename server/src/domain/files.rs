@@ -14,7 +14,7 @@ use tsunagu_protocol::messaging::MemberRole;
 
 use super::access::Member;
 use super::convert;
-use super::error::{DomainError, Result};
+use super::error::{DomainError, Internal, Result};
 use super::shared::Shared;
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
 use crate::blob::keys::KeyRing;
@@ -591,7 +591,7 @@ fn check_kind(
 pub(super) fn blob_internal(e: BlobError) -> DomainError {
     match e {
         BlobError::Integrity(_) => DomainError::Integrity,
-        other => DomainError::Internal(other.to_string()),
+        other => DomainError::Internal(Internal::caused_by("blob store", other)),
     }
 }
 

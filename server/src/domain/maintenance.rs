@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use serde_json::json;
 
-use super::error::{DomainError, Result};
+use super::error::{DomainError, Internal, Result};
 use super::files::{blob_internal, FileServices};
 use super::shared::Shared;
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
@@ -59,7 +59,9 @@ impl Maintenance {
                     .files()
                     .keys
                     .unwrap(old, &row.id, wrapped)
-                    .map_err(|e| DomainError::Internal(format!("file {}: {e}", row.id)))?;
+                    .map_err(|e| {
+                        DomainError::Internal(Internal::caused_by(format!("file {}", row.id), e))
+                    })?;
                 let (kek, rewrapped) = self.files().keys.wrap(&row.id, &dek);
                 if files::rewrap(&mut tx, &row.id, old, &kek, &rewrapped).await? {
                     done += 1;
@@ -90,11 +92,12 @@ impl Maintenance {
             .files()
             .blobs
             .sweep_staging(staging_cutoff)
-            .map_err(|e| DomainError::Internal(format!("sweeping staging files: {e}")))?;
+            .map_err(|e| DomainError::Internal(Internal::caused_by("sweeping staging files", e)))?;
         let prefix = object_store::path::Path::from("files");
         let mut listing = self.files().blobs.raw().list(Some(&prefix));
         while let Some(item) = listing.next().await {
-            let meta = item.map_err(|e| DomainError::Internal(format!("listing blobs: {e}")))?;
+            let meta =
+                item.map_err(|e| DomainError::Internal(Internal::caused_by("listing blobs", e)))?;
             if meta.last_modified > cutoff {
                 continue;
             }

@@ -17,7 +17,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::oneshot;
 
-use super::error::{DomainError, Result};
+use super::error::{DomainError, Internal, Result};
 
 /// Longest password accepted: bounds the hashing work an attacker can ask for.
 pub const MAX_PASSWORD_CHARS: usize = 1024;
@@ -94,7 +94,7 @@ fn raw_hash(
     let mut out = vec![0u8; out_len];
     Argon2::new(algorithm, version, params)
         .hash_password_into_with_memory(password, salt, &mut out, &mut memory[..blocks])
-        .map_err(|e| DomainError::Internal(format!("argon2: {e}")))?;
+        .map_err(|e| DomainError::Internal(Internal::caused_by("argon2", e)))?;
     Ok(out)
 }
 
@@ -105,7 +105,7 @@ pub async fn hash(password: SecretString) -> Result<String> {
         let mut salt_bytes = [0u8; 64];
         let salt_raw = salt
             .decode_b64(&mut salt_bytes)
-            .map_err(|e| DomainError::Internal(format!("salt: {e}")))?;
+            .map_err(|e| DomainError::Internal(Internal::caused_by("salt", e)))?;
         let params = Params::default();
         let raw = raw_hash(
             Algorithm::Argon2id,
@@ -120,10 +120,11 @@ pub async fn hash(password: SecretString) -> Result<String> {
             version: Some(Version::V0x13.into()),
             params: (&params)
                 .try_into()
-                .map_err(|e| DomainError::Internal(format!("params: {e}")))?,
+                .map_err(|e| DomainError::Internal(Internal::caused_by("params", e)))?,
             salt: Some(salt.as_salt()),
             hash: Some(
-                Output::new(&raw).map_err(|e| DomainError::Internal(format!("output: {e}")))?,
+                Output::new(&raw)
+                    .map_err(|e| DomainError::Internal(Internal::caused_by("output", e)))?,
             ),
         };
         Ok(phc.to_string())

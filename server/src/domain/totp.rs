@@ -4,7 +4,7 @@
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret, TOTP};
 
-use super::error::{DomainError, Result};
+use super::error::{DomainError, Internal, Result};
 
 const STEP_SECS: u64 = 30;
 
@@ -27,7 +27,7 @@ pub fn generator(secret_b32: &str, issuer: &str, account: &str) -> Result<TOTP> 
         Some(issuer.to_owned()),
         account.to_owned(),
     )
-    .map_err(|e| DomainError::Internal(format!("totp: {e}")))
+    .map_err(|e| DomainError::Internal(Internal::caused_by("totp", e)))
 }
 
 /// The time step whose code equals `code`, looking one step back and one ahead.

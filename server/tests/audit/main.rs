@@ -206,10 +206,9 @@ pub mod common {
     /// Verifies in-process, without recording anything: tampering tests compare
     /// several verifications of one state.
     pub async fn verify_now(app: &TestApp) -> AuditVerification {
-        let report =
-            tsunagu_server::audit::verify_store(app.store(), &signer(app).verifier())
-                .await
-                .unwrap();
+        let report = tsunagu_server::audit::verify_store(app.store(), &signer(app).verifier())
+            .await
+            .unwrap();
         tsunagu_server::domain::audit_reports::verification(&report)
     }
 
