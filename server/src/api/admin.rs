@@ -13,6 +13,23 @@ use tsunagu_protocol::ErrorBody;
 use super::error::ApiResult;
 use super::extract::{AppJson, AppPath, AppQuery, CurrentAdmin, Meta};
 use super::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Region administration: each route with the `#[utoipa::path]` that documents it.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_regions))
+        .routes(routes!(list_organizations, create_organization))
+        .routes(routes!(get_organization, update_organization))
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user))
+        .routes(routes!(deactivate_user))
+        .routes(routes!(reactivate_user))
+        .routes(routes!(reset_password))
+        .routes(routes!(reset_totp))
+        .routes(routes!(get_policy, update_policy))
+}
 
 /// The caller's region (a region administrator administers exactly one).
 #[utoipa::path(

@@ -15,6 +15,8 @@ use super::error::ApiResult;
 use super::extract::{AppJson, AppQuery, CurrentAdmin, Meta};
 use super::AppState;
 use crate::domain::audit_reports::{AuditQuery, ReportKind};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// How a report is delivered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
@@ -72,6 +74,14 @@ impl AuditReportQuery {
             },
         )
     }
+}
+
+/// Audit reports and verification: each route with the `#[utoipa::path]` that documents it.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(events))
+        .routes(routes!(file_access))
+        .routes(routes!(verify))
 }
 
 /// Every audit entry of the caller's region: security events and file access.

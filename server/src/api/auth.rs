@@ -11,6 +11,16 @@ use tsunagu_protocol::{ErrorBody, ErrorCode};
 use super::error::{ApiError, ApiResult};
 use super::extract::{bearer, AppJson, Meta};
 use super::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Sign-in and tokens: each route with the `#[utoipa::path]` that documents it.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+}
 
 /// Sign in with login id and password (+ TOTP when enabled).
 #[utoipa::path(

@@ -17,12 +17,30 @@ use super::extract::{AppJson, AppPath, AppQuery, CurrentMember, Meta};
 use super::AppState;
 use crate::domain::library::LibraryQuery;
 use crate::store::files::LibrarySort;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
     /// The file name, URL-encoded UTF-8 (or send it in `X-File-Name`, percent-encoded).
     pub name: Option<String>,
+}
+
+/// File metadata, the library and search (the streaming routes are in [`transfer_routes`]): each route with the `#[utoipa::path]` that documents it.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(metadata, update, delete))
+        .routes(routes!(library))
+        .routes(routes!(search))
+}
+
+/// Uploads and downloads: streamed, so they run without the request timeout and the
+/// JSON body limit (uploads enforce the region's file-size policy while streaming).
+pub(super) fn transfer_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload))
+        .routes(routes!(content))
 }
 
 /// Upload a file into a thread. The body is the raw file (any `Content-Type` but

@@ -14,6 +14,24 @@ use tsunagu_protocol::ErrorBody;
 use super::error::ApiResult;
 use super::extract::{AppJson, AppPath, AppQuery, CurrentMember, Meta};
 use super::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Groups, membership, invitations, join requests and a group's threads: each route with the `#[utoipa::path]` that documents it.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_group, list_groups))
+        .routes(routes!(get_group, update_group))
+        .routes(routes!(archive_group))
+        .routes(routes!(list_members, add_member))
+        .routes(routes!(update_member, remove_member))
+        .routes(routes!(create_invitation))
+        .routes(routes!(accept_invitation))
+        .routes(routes!(list_join_requests))
+        .routes(routes!(approve_join_request))
+        .routes(routes!(reject_join_request))
+        .routes(routes!(create_thread, list_threads))
+}
 
 /// Create a patient group (with a patient profile) or a free group; the caller becomes
 /// its owner.

@@ -8,6 +8,16 @@ use serde_json::json;
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use tsunagu_protocol::ErrorCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Probes and metrics: each route with the `#[utoipa::path]` that documents it.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]

@@ -10,6 +10,17 @@ use tsunagu_protocol::ErrorBody;
 use super::error::ApiResult;
 use super::extract::{AppJson, CurrentSession, Meta};
 use super::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// The caller's own account: each route with the `#[utoipa::path]` that documents it.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(change_password))
+        .routes(routes!(totp_begin))
+        .routes(routes!(totp_confirm))
+}
 
 /// The caller, their region and organisation, and any action pending on their account.
 #[utoipa::path(

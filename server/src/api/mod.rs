@@ -22,7 +22,6 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::ServiceBuilder;
@@ -34,6 +33,8 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tsunagu_protocol::{ErrorCode, PROTOCOL_VERSION, REQUEST_ID_HEADER, VERSION_HEADER};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::domain::Domain;
 use error::ApiError;
@@ -64,122 +65,45 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
 }
 
+/// Every route, each with its OpenAPI operation: utoipa-axum's `routes!` takes the
+/// method and path from the handler's `#[utoipa::path]`, so a route cannot exist
+/// without its documentation, and the published document (`openapi::document`) is
+/// built from these same routers. Three groups, because they get different layers.
+pub(crate) struct Routes {
+    /// JSON requests: body limit and request timeout.
+    pub json: OpenApiRouter<AppState>,
+    /// Streams (uploads, downloads, the websocket): neither.
+    pub transfers: OpenApiRouter<AppState>,
+    /// Probes and metrics at the root.
+    pub probes: OpenApiRouter<AppState>,
+}
+
+pub(crate) fn routes() -> Routes {
+    Routes {
+        json: OpenApiRouter::new()
+            .merge(auth::routes())
+            .merge(me::routes())
+            .merge(admin::routes())
+            .merge(audit::routes())
+            .merge(groups::routes())
+            .merge(threads::routes())
+            .merge(files::routes())
+            .routes(routes!(openapi::openapi_json)),
+        transfers: OpenApiRouter::new()
+            .merge(files::transfer_routes())
+            .routes(routes!(ws::upgrade)),
+        probes: health::routes(),
+    }
+}
+
 /// The whole HTTP surface, without a socket: tests can drive it with `oneshot`.
 pub fn router(state: AppState, limits: HttpLimits) -> Router {
-    let v1 = Router::new()
-        .route("/auth/login", post(auth::login))
-        .route("/auth/refresh", post(auth::refresh))
-        .route("/auth/logout", post(auth::logout))
-        .route("/me", get(me::me))
-        .route("/me/password", post(me::change_password))
-        .route("/me/totp", post(me::totp_begin))
-        .route("/me/totp/confirm", post(me::totp_confirm))
-        .route("/admin/regions", get(admin::list_regions))
-        .route("/admin/audit/events", get(audit::events))
-        .route("/admin/audit/file-access", get(audit::file_access))
-        .route("/admin/audit/verify", get(audit::verify))
-        .route(
-            "/admin/organizations",
-            get(admin::list_organizations).post(admin::create_organization),
-        )
-        .route(
-            "/admin/organizations/{id}",
-            get(admin::get_organization).patch(admin::update_organization),
-        )
-        .route(
-            "/admin/users",
-            get(admin::list_users).post(admin::create_user),
-        )
-        .route(
-            "/admin/users/{id}",
-            get(admin::get_user).patch(admin::update_user),
-        )
-        .route("/admin/users/{id}/deactivate", post(admin::deactivate_user))
-        .route("/admin/users/{id}/reactivate", post(admin::reactivate_user))
-        .route(
-            "/admin/users/{id}/reset-password",
-            post(admin::reset_password),
-        )
-        .route("/admin/users/{id}/reset-totp", post(admin::reset_totp))
-        .route(
-            "/admin/policy",
-            get(admin::get_policy).patch(admin::update_policy),
-        )
-        .route(
-            "/groups",
-            get(groups::list_groups).post(groups::create_group),
-        )
-        .route(
-            "/groups/{id}",
-            get(groups::get_group).patch(groups::update_group),
-        )
-        .route("/groups/{id}/archive", post(groups::archive_group))
-        .route(
-            "/groups/{id}/members",
-            get(groups::list_members).post(groups::add_member),
-        )
-        .route(
-            "/groups/{id}/members/{user_id}",
-            axum::routing::patch(groups::update_member).delete(groups::remove_member),
-        )
-        .route("/groups/{id}/invitations", post(groups::create_invitation))
-        .route("/invitations/accept", post(groups::accept_invitation))
-        .route(
-            "/groups/{id}/join-requests",
-            get(groups::list_join_requests),
-        )
-        .route(
-            "/groups/{id}/join-requests/{user_id}/approve",
-            post(groups::approve_join_request),
-        )
-        .route(
-            "/groups/{id}/join-requests/{user_id}/reject",
-            post(groups::reject_join_request),
-        )
-        .route(
-            "/groups/{id}/threads",
-            get(groups::list_threads).post(groups::create_thread),
-        )
-        .route("/threads/{id}", get(threads::get_thread))
-        .route("/threads/{id}/members", post(threads::add_thread_member))
-        .route(
-            "/threads/{id}/members/{user_id}",
-            axum::routing::delete(threads::remove_thread_member),
-        )
-        .route(
-            "/threads/{id}/messages",
-            get(threads::list_messages).post(threads::post_message),
-        )
-        .route(
-            "/threads/{id}/messages/{message_id}",
-            axum::routing::patch(threads::edit_message).delete(threads::delete_message),
-        )
-        .route(
-            "/threads/{id}/messages/{message_id}/history",
-            get(threads::message_history),
-        )
-        .route(
-            "/threads/{id}/messages/{message_id}/readers",
-            get(threads::readers),
-        )
-        .route(
-            "/threads/{id}/messages/{message_id}/reactions",
-            post(threads::add_reaction),
-        )
-        .route(
-            "/threads/{id}/messages/{message_id}/reactions/{emoji}",
-            axum::routing::delete(threads::remove_reaction),
-        )
-        .route("/threads/{id}/read", post(threads::mark_read))
-        .route(
-            "/files/{id}",
-            get(files::metadata)
-                .patch(files::update)
-                .delete(files::delete),
-        )
-        .route("/groups/{id}/files", get(files::library))
-        .route("/search", get(files::search))
-        .route("/openapi.json", get(openapi_json))
+    let Routes {
+        json,
+        transfers,
+        probes,
+    } = routes();
+    let json = Router::from(json)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(
             ServiceBuilder::new()
@@ -194,22 +118,11 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
                 ))
                 .layer(tower::timeout::TimeoutLayer::new(limits.request_timeout)),
         );
-
-    // Long-lived transfers: no request timeout, no JSON body limit (uploads enforce the
-    // region's file-size policy while streaming; the socket has its own frame limit).
-    let transfers = Router::new()
-        .route("/threads/{id}/files", post(files::upload))
-        .route("/files/{id}/content", get(files::content))
-        .route("/ws", get(ws::upgrade))
-        .layer(DefaultBodyLimit::disable());
-    let v1 = v1.merge(transfers);
+    let transfers = Router::from(transfers).layer(DefaultBodyLimit::disable());
 
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    Router::new()
-        .nest("/api/v1", v1)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+    json.merge(transfers)
+        .merge(Router::from(probes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(record_metrics))
@@ -276,13 +189,6 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     metrics::histogram!("tsunagu_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     response
-}
-
-async fn openapi_json() -> impl IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        openapi::document_json(),
-    )
 }
 
 async fn not_found() -> ApiError {

@@ -4,8 +4,6 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, audit, auth, files, groups, health, me, threads, ws};
-
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -14,35 +12,11 @@ use super::{admin, audit, auth, files, groups, health, me, threads, ws};
                        404 means unknown *or not visible to you*.",
         license(name = "MIT OR Apache-2.0"),
     ),
-    paths(
-        auth::login, auth::refresh, auth::logout,
-        me::me, me::change_password, me::totp_begin, me::totp_confirm,
-        admin::list_regions,
-        audit::events, audit::file_access, audit::verify,
-        admin::list_organizations, admin::create_organization, admin::get_organization, admin::update_organization,
-        admin::list_users, admin::create_user, admin::get_user, admin::update_user,
-        admin::deactivate_user, admin::reactivate_user, admin::reset_password, admin::reset_totp,
-        admin::get_policy, admin::update_policy,
-        groups::create_group, groups::list_groups, groups::get_group, groups::update_group, groups::archive_group,
-        groups::list_members, groups::add_member, groups::update_member, groups::remove_member,
-        groups::create_invitation, groups::accept_invitation,
-        groups::list_join_requests, groups::approve_join_request, groups::reject_join_request,
-        groups::create_thread, groups::list_threads,
-        threads::get_thread, threads::add_thread_member, threads::remove_thread_member,
-        threads::post_message, threads::list_messages, threads::edit_message, threads::delete_message,
-        threads::message_history, threads::readers, threads::add_reaction, threads::remove_reaction,
-        threads::mark_read,
-        ws::upgrade,
-        files::upload, files::metadata, files::update, files::delete, files::content, files::library,
-        files::search,
-        health::healthz, health::readyz, health::metrics,
-    ),
     components(schemas(
         tsunagu_protocol::ErrorBody,
         tsunagu_protocol::ErrorCode,
         crate::api::audit::ReportFormat
     )),
-    modifiers(&BearerAuth, &CommonResponses),
     tags(
         (name = "auth", description = "Sign-in and tokens"),
         (name = "me", description = "The caller's own account"),
@@ -146,9 +120,38 @@ impl Modify for CommonResponses {
     }
 }
 
+/// The published document: the operations of every route the router serves (they
+/// are declared together, in `api::routes`), then what every operation shares.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let super::Routes {
+        json,
+        transfers,
+        probes,
+    } = super::routes();
+    let mut doc = ApiDoc::openapi();
+    for part in [json, transfers, probes] {
+        doc.merge(part.into_openapi());
+    }
+    // After the paths are in: these modifiers work on every operation.
+    BearerAuth.modify(&mut doc);
+    CommonResponses.modify(&mut doc);
+    doc
+}
+
 /// The document as pretty JSON, as served and committed.
 pub fn document_json() -> String {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .unwrap_or_else(|_| "{}".into())
+    document().to_pretty_json().unwrap_or_else(|_| "{}".into())
+}
+
+/// This document, for client generators and contract tests.
+#[utoipa::path(
+    get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json"))
+)]
+pub(super) async fn openapi_json() -> impl axum::response::IntoResponse {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.get_or_init(document_json).as_str(),
+    )
 }

@@ -14,6 +14,23 @@ use super::error::ApiResult;
 use super::extract::{AppJson, AppPath, AppQuery, CurrentMember, Meta};
 use super::AppState;
 use crate::domain::messages::PageQuery;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Threads, their members and messages: each route with the `#[utoipa::path]` that documents it.
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_thread))
+        .routes(routes!(add_thread_member))
+        .routes(routes!(remove_thread_member))
+        .routes(routes!(post_message, list_messages))
+        .routes(routes!(edit_message, delete_message))
+        .routes(routes!(message_history))
+        .routes(routes!(readers))
+        .routes(routes!(add_reaction))
+        .routes(routes!(remove_reaction))
+        .routes(routes!(mark_read))
+}
 
 #[utoipa::path(
     get, path = "/api/v1/threads/{id}", tag = "threads",
