@@ -197,7 +197,8 @@ pub async fn reactions_in_range(
 }
 
 /// Messages whose text matches `pattern` (an escaped LIKE pattern) in every thread
-/// `user_id` can see in `region_id` — the same rule as `threads::access`.
+/// `user_id` can see in `region_id` — the same rule as `threads::access`. ASCII letters
+/// match in either case, everything else exactly ([`super::fold_pattern`]).
 pub async fn search(
     conn: &mut Conn,
     region_id: &str,
@@ -210,12 +211,12 @@ pub async fn search(
          m.attachments, m.created_at, m.edited_at, m.deleted_at \
          FROM messages m JOIN thread_audience a ON a.thread_id = m.thread_id \
          WHERE a.region_id = $1 AND a.user_id = $2 AND m.deleted_at IS NULL \
-         AND m.body LIKE $3 ESCAPE '\\' \
+         AND lower(m.body) LIKE $3 ESCAPE '\\' \
          ORDER BY m.created_at DESC, m.id DESC LIMIT $4",
     )
     .bind(region_id)
     .bind(user_id)
-    .bind(pattern)
+    .bind(super::fold_pattern(pattern))
     .bind(limit)
     .fetch_all(conn)
     .await?)
