@@ -48,6 +48,44 @@ pub async fn insert(conn: &mut Conn, row: &MessageRow) -> Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// Inserts many messages at once (multi-row inserts, in the caller's transaction), with
+/// the same idempotency rule as [`insert`]. For imports and the bench's million-message
+/// thread: the seqs must have been taken first ([`super::threads::take_seqs`]). Returns
+/// how many rows were inserted.
+pub async fn insert_many(conn: &mut Conn, rows: &[MessageRow]) -> Result<u64> {
+    let mut inserted = 0;
+    // 12 parameters a row: 500 rows stay far below both backends' parameter limits.
+    for chunk in rows.chunks(500) {
+        let mut sql = format!("INSERT INTO messages ({COLUMNS}) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let marks: Vec<String> = (1..=12).map(|k| format!("${}", i * 12 + k)).collect();
+            sql.push_str(&format!("({})", marks.join(", ")));
+        }
+        sql.push_str(" ON CONFLICT (thread_id, author_id, client_msg_id) DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for row in chunk {
+            q = q
+                .bind(&row.id)
+                .bind(&row.thread_id)
+                .bind(row.seq)
+                .bind(&row.author_id)
+                .bind(&row.client_msg_id)
+                .bind(&row.body)
+                .bind(&row.reply_to)
+                .bind(&row.mentions)
+                .bind(&row.attachments)
+                .bind(row.created_at)
+                .bind(row.edited_at)
+                .bind(row.deleted_at);
+        }
+        inserted += q.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(inserted)
+}
+
 pub async fn find_by_client_id(
     conn: &mut Conn,
     thread_id: &str,

@@ -154,6 +154,7 @@ rule!(
     nulls_sort_where_the_query_says,
     values_outside_an_enum_are_refused,
     ids_and_enums_bind_and_decode_typed,
+    batch_writes_extend_the_thread_and_the_audit_chain_like_single_ones,
 );
 
 // ---- the data -------------------------------------------------------------------------
@@ -798,6 +799,72 @@ async fn ids_and_enums_bind_and_decode_typed(backend: Backend) {
         .await
         .unwrap_err();
     assert!(bad.to_string().contains("UserId"), "{bad}");
+}
+
+/// The batch writers the bench seeds with (`threads::take_seqs`, `messages::insert_many`,
+/// `audit::append_many`) leave what single writes would: gap-free seqs after the last
+/// post, idempotent client ids, and an audit chain that verifies.
+async fn batch_writes_extend_the_thread_and_the_audit_chain_like_single_ones(backend: Backend) {
+    use tsunagu_server::audit::{self, Action, Actor, Event, Outcome, RequestMeta};
+    let db = open(backend).await;
+    let s = seed(&db.store).await;
+    post(&db.store, &s, "一件目", T0).await;
+    let mut tx = db.store.begin().await.unwrap();
+    let last = threads::take_seqs(&mut tx, &s.thread, 1200).await.unwrap();
+    assert_eq!(last, 1201);
+    let rows: Vec<MessageRow> = (2..=last)
+        .map(|seq| MessageRow {
+            id: id(),
+            thread_id: s.thread.clone(),
+            seq,
+            author_id: s.user.clone(),
+            client_msg_id: format!("batch-{seq}"),
+            body: format!("まとめて {seq}"),
+            reply_to: None,
+            mentions: "[]".into(),
+            attachments: "[]".into(),
+            created_at: T0 + seq,
+            edited_at: None,
+            deleted_at: None,
+        })
+        .collect();
+    assert_eq!(messages::insert_many(&mut tx, &rows).await.unwrap(), 1200);
+    let actor = Actor {
+        user_id: Some(s.user.clone()),
+        organization_id: None,
+        region_id: Some(s.region.clone()),
+    };
+    let events = (0..1200).map(|i| {
+        let event = Event::new(Action::FileDownloaded, Outcome::Success, &actor)
+            .target("file", format!("f{i}"))
+            .file(format!("f{i}"));
+        (RequestMeta::default(), event)
+    });
+    let audit_last = audit::append_many(&mut tx, events).await.unwrap();
+    audit::append(
+        &mut tx,
+        &RequestMeta::default(),
+        Event::new(Action::LoginSucceeded, Outcome::Success, &actor),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut conn = db.store.conn().await.unwrap();
+    // A retried batch inserts nothing.
+    assert_eq!(
+        messages::insert_many(&mut conn, &rows[..10]).await.unwrap(),
+        0
+    );
+    let page = messages::page(&mut conn, &s.thread, None, None, 5000)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = page.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=1201).collect::<Vec<_>>(), "{backend:?}");
+    assert_eq!(threads::next_seq(&mut conn, &s.thread).await.unwrap(), 1202);
+    let (checked, problem) = audit::verify(&mut conn).await.unwrap();
+    assert!(problem.is_none(), "{backend:?}: {problem:?}");
+    assert_eq!(checked, audit_last + 1, "{backend:?}");
 }
 
 // ---- both at once ---------------------------------------------------------------------
