@@ -69,3 +69,11 @@ id_type!(
     /// A group invitation.
     InvitationId
 );
+id_type!(
+    /// An uploaded file (its metadata row, its encrypted blob and its audit trail).
+    FileId
+);
+id_type!(
+    /// A sign-in session: the family of refresh tokens and the access tokens naming it.
+    SessionId
+);

@@ -3,7 +3,9 @@
 //! This crate is deliberately I/O free (serde only) so that any client — the SDK, the
 //! CLI, a third-party integration — can depend on it without pulling in a runtime, a
 //! database driver or an HTTP stack. The `openapi` feature adds schema derives for the
-//! server, which publishes the OpenAPI document.
+//! server, which publishes the OpenAPI document; the `sqlx` feature lets the server bind
+//! and decode ids and enums directly (`sqlx::Any`, stored as text), so a stored string
+//! is parsed in one place. The SDK enables neither.
 
 /// A closed set of string values on the wire: the enum, its `as_str`/`parse`, `ALL`
 /// and `Display`. Defined once here so every wire enum behaves the same.
@@ -38,6 +40,9 @@ macro_rules! wire_enum {
         }
     };
 }
+
+#[cfg(feature = "sqlx")]
+mod db;
 
 pub mod accounts;
 pub mod audit;

@@ -298,7 +298,7 @@ impl Application {
                     domain.accounts().prune_throttle();
                     // Interrupted uploads leave blobs without metadata: sweep hourly
                     // (and at start), never touching anything younger than the grace.
-                    if minutes % 60 == 0 {
+                    if minutes.is_multiple_of(60) {
                         match domain.maintenance().sweep_orphans(orphan_grace).await {
                             Ok(0) => {}
                             Ok(n) => tracing::info!(removed = n, "swept orphan blobs"),

@@ -105,7 +105,8 @@ pub struct LibraryFilter {
     pub uploader_id: Option<String>,
     pub thread_id: Option<String>,
     pub folder: Option<String>,
-    /// A LIKE pattern over the JSON tag list, already escaped.
+    /// A LIKE pattern over the JSON tag list, already escaped. Like every search, ASCII
+    /// letters match in either case, everything else exactly ([`super::fold_pattern`]).
     pub tag_pattern: Option<String>,
     /// A LIKE pattern over the name, already escaped.
     pub name_pattern: Option<String>,
@@ -151,7 +152,8 @@ pub async fn library(
          WHERE f.group_id = $1 AND f.deleted_at IS NULL \
          AND ($3 IS NULL OR f.kind = $3) AND ($4 IS NULL OR f.uploader_id = $4) \
          AND ($5 IS NULL OR f.thread_id = $5) AND ($6 IS NULL OR f.folder = $6) \
-         AND ($7 IS NULL OR f.tags LIKE $7 ESCAPE '\\') AND ($8 IS NULL OR f.name LIKE $8 ESCAPE '\\') \
+         AND ($7 IS NULL OR lower(f.tags) LIKE $7 ESCAPE '\\') \
+         AND ($8 IS NULL OR lower(f.name) LIKE $8 ESCAPE '\\') \
          AND ($9 IS NULL OR f.created_at >= $9) AND ($10 IS NULL OR f.created_at < $10) \
          ORDER BY {} LIMIT $11 OFFSET $12",
         sort.sql()
@@ -162,8 +164,8 @@ pub async fn library(
     .bind(&f.uploader_id)
     .bind(&f.thread_id)
     .bind(&f.folder)
-    .bind(&f.tag_pattern)
-    .bind(&f.name_pattern)
+    .bind(f.tag_pattern.as_deref().map(super::fold_pattern))
+    .bind(f.name_pattern.as_deref().map(super::fold_pattern))
     .bind(f.from_ms)
     .bind(f.to_ms)
     .bind(limit)
@@ -184,12 +186,12 @@ pub async fn search(
         "SELECT {COLUMNS} FROM files f \
          JOIN thread_audience a ON a.thread_id = f.thread_id AND a.user_id = $2 \
          WHERE f.region_id = $1 AND a.region_id = $1 AND f.deleted_at IS NULL \
-         AND f.name LIKE $3 ESCAPE '\\' \
+         AND lower(f.name) LIKE $3 ESCAPE '\\' \
          ORDER BY f.created_at DESC LIMIT $4"
     ))
     .bind(region_id)
     .bind(user_id)
-    .bind(name_pattern)
+    .bind(super::fold_pattern(name_pattern))
     .bind(limit)
     .fetch_all(conn)
     .await?)

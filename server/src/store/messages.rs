@@ -48,6 +48,44 @@ pub async fn insert(conn: &mut Conn, row: &MessageRow) -> Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// Inserts many messages at once (multi-row inserts, in the caller's transaction), with
+/// the same idempotency rule as [`insert`]. For imports and the bench's million-message
+/// thread: the seqs must have been taken first ([`super::threads::take_seqs`]). Returns
+/// how many rows were inserted.
+pub async fn insert_many(conn: &mut Conn, rows: &[MessageRow]) -> Result<u64> {
+    let mut inserted = 0;
+    // 12 parameters a row: 500 rows stay far below both backends' parameter limits.
+    for chunk in rows.chunks(500) {
+        let mut sql = format!("INSERT INTO messages ({COLUMNS}) VALUES ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let marks: Vec<String> = (1..=12).map(|k| format!("${}", i * 12 + k)).collect();
+            sql.push_str(&format!("({})", marks.join(", ")));
+        }
+        sql.push_str(" ON CONFLICT (thread_id, author_id, client_msg_id) DO NOTHING");
+        let mut q = sqlx::query(&sql);
+        for row in chunk {
+            q = q
+                .bind(&row.id)
+                .bind(&row.thread_id)
+                .bind(row.seq)
+                .bind(&row.author_id)
+                .bind(&row.client_msg_id)
+                .bind(&row.body)
+                .bind(&row.reply_to)
+                .bind(&row.mentions)
+                .bind(&row.attachments)
+                .bind(row.created_at)
+                .bind(row.edited_at)
+                .bind(row.deleted_at);
+        }
+        inserted += q.execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(inserted)
+}
+
 pub async fn find_by_client_id(
     conn: &mut Conn,
     thread_id: &str,
@@ -197,7 +235,8 @@ pub async fn reactions_in_range(
 }
 
 /// Messages whose text matches `pattern` (an escaped LIKE pattern) in every thread
-/// `user_id` can see in `region_id` — the same rule as `threads::access`.
+/// `user_id` can see in `region_id` — the same rule as `threads::access`. ASCII letters
+/// match in either case, everything else exactly ([`super::fold_pattern`]).
 pub async fn search(
     conn: &mut Conn,
     region_id: &str,
@@ -210,12 +249,12 @@ pub async fn search(
          m.attachments, m.created_at, m.edited_at, m.deleted_at \
          FROM messages m JOIN thread_audience a ON a.thread_id = m.thread_id \
          WHERE a.region_id = $1 AND a.user_id = $2 AND m.deleted_at IS NULL \
-         AND m.body LIKE $3 ESCAPE '\\' \
+         AND lower(m.body) LIKE $3 ESCAPE '\\' \
          ORDER BY m.created_at DESC, m.id DESC LIMIT $4",
     )
     .bind(region_id)
     .bind(user_id)
-    .bind(pattern)
+    .bind(super::fold_pattern(pattern))
     .bind(limit)
     .fetch_all(conn)
     .await?)

@@ -1,6 +1,8 @@
 //! Persistence over sqlx. One query text serves SQLite and PostgreSQL (runtime queries
 //! through `sqlx::Any`, `$n` placeholders, portable SQL); what really differs between
-//! the two — connection set-up and migrations — lives here and nowhere else.
+//! the two — connection set-up and migrations — lives here and nowhere else. The rules
+//! that make both give the same answers (collation, case, LIKE, time, NULL order) are in
+//! `docs/architecture.md` and proven by `server/tests/conformance`.
 
 pub mod files;
 pub mod groups;
@@ -150,4 +152,32 @@ pub type Conn = AnyConnection;
 /// Booleans are stored as 0/1 integers: portable across both backends through `Any`.
 pub(crate) fn flag(b: bool) -> i64 {
     i64::from(b)
+}
+
+/// Folds a LIKE pattern for the store's case rule: every text search (`lower(column)
+/// LIKE pattern`) matches ASCII letters in either case and every other character
+/// exactly, on both backends. SQLite's `lower()` folds ASCII only; PostgreSQL's does too
+/// because every text column is `COLLATE "C"` (migration 0007) — under a ja-JP or
+/// en-US collation it would also fold `Ａ`/`ａ` or `É`/`é`, and SQLite would not. So the
+/// pattern is folded here, in Rust, the same way (never by the database's `lower($n)`,
+/// whose parameter would carry the database's default collation). The escapes `\`, `%`
+/// and `_` are not letters and pass through.
+pub(crate) fn fold_pattern(pattern: &str) -> String {
+    pattern.to_ascii_lowercase()
+}
+
+/// The LIKE pattern the store's searches take for "contains `q`": `q` with `%`, `_` and
+/// the escape character `\` escaped (every query says `ESCAPE '\'`), between `%`s, so
+/// that what a user types is matched literally on both backends.
+pub fn contains_pattern(q: &str) -> String {
+    let mut out = String::with_capacity(q.len() + 2);
+    out.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
 }

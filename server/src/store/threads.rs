@@ -154,6 +154,20 @@ pub async fn next_seq(conn: &mut Conn, thread_id: &str) -> Result<i64> {
     Ok(seq)
 }
 
+/// Takes the next `n` seqs at once, like `n` calls of [`next_seq`]; returns the last.
+/// The block is `last - n + 1 ..= last`, gap-free if the caller stores every one of
+/// them in the same transaction (a batch import: `messages::insert_many`).
+pub async fn take_seqs(conn: &mut Conn, thread_id: &str, n: i64) -> Result<i64> {
+    let (seq,): (i64,) = sqlx::query_as(
+        "UPDATE threads SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
+    )
+    .bind(thread_id)
+    .bind(n)
+    .fetch_one(conn)
+    .await?;
+    Ok(seq)
+}
+
 /// Undoes [`next_seq`] inside the same transaction (the post's row was not stored).
 /// Only the holder of the thread row's lock calls it, so `seq` is still the last one.
 pub async fn give_back_seq(conn: &mut Conn, thread_id: &str, seq: i64) -> Result<()> {

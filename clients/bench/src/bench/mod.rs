@@ -9,7 +9,7 @@
 //! | --- | --- |
 //! | fan-out, many groups, idle connections | a minimal in-memory tokio-tungstenite broadcast server (a child process of this binary: `baseline-ws`) with the same frames, no auth, no persistence |
 //! | files | the same bytes copied through `object_store`'s local file system, unencrypted (child process: `baseline-copy`) |
-//! | paging, audit | the same SQL issued straight to the SQLite database file |
+//! | paging, audit | the server's own store functions called straight on the SQLite database file |
 //! | commit | the same rows inserted straight into a SQLite file in batches (`core.rs`) |
 //! | signins | argon2id verifications on every core, in this process (`core.rs`) |
 //! | cluster | the same groups plan on one node of the same cluster (`cluster.rs`) |
