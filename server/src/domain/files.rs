@@ -109,19 +109,6 @@ pub fn sniff(head: &[u8]) -> (FileKind, String) {
     (FileKind::Other, "application/octet-stream".into())
 }
 
-pub(super) fn escape_like(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('%');
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('%');
-    out
-}
-
 pub(super) fn wire_file(row: &FileRow) -> Result<FileInfo> {
     Ok(FileInfo {
         id: row.id.clone(),
@@ -670,10 +657,5 @@ mod tests {
         assert_eq!(r(Some(100), None), None);
         assert_eq!(r(Some(5), Some(4)), None);
         assert_eq!(resolve_range((Some(0), None), 0).map(|r| r.end), None);
-    }
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(escape_like("50%_x"), "%50\\%\\_x%");
     }
 }

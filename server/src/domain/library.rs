@@ -8,9 +8,10 @@ use tsunagu_protocol::ids::{GroupId, ThreadId};
 
 use super::access::Member;
 use super::error::{DomainError, Result};
-use super::files::{escape_like, wire_file};
+use super::files::wire_file;
 use super::shared::Shared;
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
+use crate::store::contains_pattern;
 use crate::store::files::{self, LibraryFilter, LibrarySort};
 
 /// Library query parameters, parsed by the api layer.
@@ -88,26 +89,16 @@ impl Library {
             tag_pattern: filter
                 .tag
                 .as_deref()
-                .map(|t| escape_like(&format!("\"{t}\""))),
+                .map(|t| contains_pattern(&format!("\"{t}\""))),
             name_pattern: filter
                 .q
                 .as_deref()
                 .filter(|q| !q.trim().is_empty())
-                .map(|q| escape_like(q.trim())),
+                .map(|q| contains_pattern(q.trim())),
             from_ms: filter.from_ms,
             to_ms: filter.to_ms,
         };
-        let me = member.session().user_id().to_string();
-        let mut rows = files::library(
-            &mut conn,
-            &gm.group.id,
-            &me,
-            &f,
-            filter.sort,
-            limit + 1,
-            offset,
-        )
-        .await?;
+        let mut rows = files::library(&mut conn, &gm, &f, filter.sort, limit + 1, offset).await?;
         let next_cursor = if rows.len() as i64 > limit {
             rows.pop();
             Some((offset + limit).to_string())

@@ -21,7 +21,7 @@ use crate::audit::RequestMeta;
 use crate::bus::{Audience, Payload};
 use crate::clock::{now_ms, rfc3339};
 use crate::store::messages::{self, MessageRow};
-use crate::store::threads::{self, ThreadRow};
+use crate::store::threads;
 use crate::store::Conn;
 
 /// What one post did inside its batch's transaction.
@@ -126,9 +126,10 @@ impl Shared {
     pub(super) async fn wire_messages(
         &self,
         conn: &mut Conn,
-        thread: &ThreadRow,
+        reader: &ThreadReader,
         rows: Vec<MessageRow>,
     ) -> Result<Vec<Message>> {
+        let thread = &reader.thread;
         let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
             return Ok(Vec::new());
         };
@@ -143,7 +144,7 @@ impl Shared {
                 .or_default()
                 .push(convert::id(&user_id)?);
         }
-        let receipts = threads::audience_receipts(conn, thread).await?;
+        let receipts = threads::audience_receipts(conn, reader).await?;
         rows.into_iter()
             .map(|row| {
                 let read_count = receipts
@@ -338,10 +339,7 @@ impl Shared {
         else {
             return Ok(None);
         };
-        Ok(self
-            .wire_messages(tx, &reader.thread, vec![row])
-            .await?
-            .pop())
+        Ok(self.wire_messages(tx, reader, vec![row]).await?.pop())
     }
 
     /// Publishes a committed post to its thread's audience.
@@ -395,10 +393,7 @@ impl Messages {
                 rows.remove(0);
             }
         }
-        let messages = self
-            .shared
-            .wire_messages(&mut conn, &reader.thread, rows)
-            .await?;
+        let messages = self.shared.wire_messages(&mut conn, &reader, rows).await?;
         Ok(MessagePage { messages, has_more })
     }
 
@@ -423,9 +418,7 @@ impl Messages {
             limit.clamp(1, MAX_PAGE),
         )
         .await?;
-        self.shared
-            .wire_messages(&mut conn, &reader.thread, rows)
-            .await
+        self.shared.wire_messages(&mut conn, &reader, rows).await
     }
 
     async fn own_message(
@@ -469,7 +462,7 @@ impl Messages {
         if row.body == body {
             return Ok(self
                 .shared
-                .wire_messages(&mut tx, &reader.thread, vec![row])
+                .wire_messages(&mut tx, &reader, vec![row])
                 .await?
                 .remove(0));
         }
@@ -486,7 +479,7 @@ impl Messages {
         messages::update_body(&mut tx, &row).await?;
         let message = self
             .shared
-            .wire_messages(&mut tx, &reader.thread, vec![row])
+            .wire_messages(&mut tx, &reader, vec![row])
             .await?
             .remove(0);
         tx.commit().await?;
@@ -666,7 +659,7 @@ impl Messages {
         let row = messages::get(&mut conn, &reader.thread.id, &message_id.to_string())
             .await?
             .ok_or(DomainError::NotFound("message"))?;
-        let readers = threads::audience_receipts(&mut conn, &reader.thread)
+        let readers = threads::audience_receipts(&mut conn, &reader)
             .await?
             .into_iter()
             .filter(|r| r.user_id != row.author_id && r.last_read_seq >= row.seq)

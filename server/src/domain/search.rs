@@ -8,8 +8,9 @@ use tsunagu_protocol::messaging::Message;
 use super::access::Member;
 use super::convert;
 use super::error::{DomainError, Result};
-use super::files::{escape_like, wire_file};
+use super::files::wire_file;
 use super::shared::Shared;
+use crate::store::contains_pattern;
 use crate::store::{files, messages};
 
 /// Message and file-name search.
@@ -32,12 +33,10 @@ impl Search {
                 "q must have 1 to 200 characters".into(),
             ));
         }
-        let pattern = escape_like(q);
-        let s = member.session();
-        let (region, me) = (s.region_id().to_string(), s.user_id().to_string());
+        let pattern = contains_pattern(q);
         let mut conn = self.shared.store().conn().await?;
-        let message_rows = messages::search(&mut conn, &region, &me, &pattern, 50).await?;
-        let file_rows = files::search(&mut conn, &region, &me, &pattern, 50).await?;
+        let message_rows = messages::search(&mut conn, member, &pattern, 50).await?;
+        let file_rows = files::search(&mut conn, member, &pattern, 50).await?;
         let mut out: Vec<Message> = Vec::with_capacity(message_rows.len());
         for row in message_rows {
             let thread_id: ThreadId = convert::id(&row.thread_id)?;
@@ -48,7 +47,7 @@ impl Search {
                 .await?;
             out.extend(
                 self.shared
-                    .wire_messages(&mut conn, &reader.thread, vec![row])
+                    .wire_messages(&mut conn, &reader, vec![row])
                     .await?,
             );
         }

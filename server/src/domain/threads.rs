@@ -72,7 +72,7 @@ impl Threads {
             .group_member(&mut conn, member, &group_id)
             .await?;
         let me = member.session().user_id().to_string();
-        let rows = threads::visible_in_group(&mut conn, &gm.group.id, &me).await?;
+        let rows = threads::visible_in_group(&mut conn, &gm).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             out.push(self.wire_thread(&mut conn, row, &me).await?);

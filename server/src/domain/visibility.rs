@@ -17,8 +17,48 @@ use super::shared::Shared;
 use super::threads::Threads;
 use crate::bus::Audience;
 use crate::store::groups::{self, GroupRow};
+use crate::store::scope::{GroupViewer, ThreadViewer, Viewer};
 use crate::store::threads::{self, ThreadRow};
 use crate::store::Conn;
+
+impl Viewer for Member {
+    fn viewer_region(&self) -> String {
+        self.session().region_id().to_string()
+    }
+    fn viewer_id(&self) -> String {
+        self.session().user_id().to_string()
+    }
+}
+
+impl Viewer for GroupMember {
+    fn viewer_region(&self) -> String {
+        self.member.viewer_region()
+    }
+    fn viewer_id(&self) -> String {
+        self.member.viewer_id()
+    }
+}
+
+impl GroupViewer for GroupMember {
+    fn viewed_group(&self) -> &str {
+        &self.group.id
+    }
+}
+
+impl Viewer for ThreadReader {
+    fn viewer_region(&self) -> String {
+        self.member.viewer_region()
+    }
+    fn viewer_id(&self) -> String {
+        self.member.viewer_id()
+    }
+}
+
+impl ThreadViewer for ThreadReader {
+    fn viewed_thread(&self) -> &str {
+        &self.thread.id
+    }
+}
 
 /// The caller may read this thread (and, unless the group is archived, post in it).
 #[derive(Debug, Clone)]
@@ -128,12 +168,7 @@ impl Threads {
     pub async fn visible_set(&self, member: &Member) -> Result<VisibleSet> {
         let s = member.session();
         let mut conn = self.shared.store().conn().await?;
-        let rows = threads::visible_to(
-            &mut conn,
-            &s.region_id().to_string(),
-            &s.user_id().to_string(),
-        )
-        .await?;
+        let rows = threads::visible_to(&mut conn, member).await?;
         let mut set = VisibleSet {
             user_id: s.user_id().to_string(),
             region_id: s.region_id().to_string(),

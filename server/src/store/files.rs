@@ -2,6 +2,7 @@
 
 use sqlx::FromRow;
 
+use super::scope::{GroupViewer, Viewer};
 use super::{Conn, Result};
 
 #[derive(Debug, Clone, FromRow)]
@@ -135,12 +136,11 @@ impl LibrarySort {
     }
 }
 
-/// The files of a group that `user_id` may see: those of the main timeline and of the
-/// 内緒話 threads they belong to — the same rule as `threads::access`.
+/// The files of `viewer`'s group that they may see: those of the main timeline and of
+/// the 内緒話 threads they belong to — the same rule as `threads::access`.
 pub async fn library(
     conn: &mut Conn,
-    group_id: &str,
-    user_id: &str,
+    viewer: &impl GroupViewer,
     f: &LibraryFilter,
     sort: LibrarySort,
     limit: i64,
@@ -149,7 +149,7 @@ pub async fn library(
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM files f \
          JOIN thread_audience a ON a.thread_id = f.thread_id AND a.user_id = $2 \
-         WHERE f.group_id = $1 AND f.deleted_at IS NULL \
+         WHERE f.group_id = $1 AND a.region_id = $13 AND f.deleted_at IS NULL \
          AND ($3 IS NULL OR f.kind = $3) AND ($4 IS NULL OR f.uploader_id = $4) \
          AND ($5 IS NULL OR f.thread_id = $5) AND ($6 IS NULL OR f.folder = $6) \
          AND ($7 IS NULL OR lower(f.tags) LIKE $7 ESCAPE '\\') \
@@ -158,8 +158,8 @@ pub async fn library(
          ORDER BY {} LIMIT $11 OFFSET $12",
         sort.sql()
     ))
-    .bind(group_id)
-    .bind(user_id)
+    .bind(viewer.viewed_group())
+    .bind(viewer.viewer_id())
     .bind(&f.kind)
     .bind(&f.uploader_id)
     .bind(&f.thread_id)
@@ -170,15 +170,15 @@ pub async fn library(
     .bind(f.to_ms)
     .bind(limit)
     .bind(offset)
+    .bind(viewer.viewer_region())
     .fetch_all(conn)
     .await?)
 }
 
-/// Files by name across every thread `user_id` can see in `region_id`.
+/// Files by name across every thread `viewer` can see in their region.
 pub async fn search(
     conn: &mut Conn,
-    region_id: &str,
-    user_id: &str,
+    viewer: &impl Viewer,
     name_pattern: &str,
     limit: i64,
 ) -> Result<Vec<FileRow>> {
@@ -189,8 +189,8 @@ pub async fn search(
          AND lower(f.name) LIKE $3 ESCAPE '\\' \
          ORDER BY f.created_at DESC LIMIT $4"
     ))
-    .bind(region_id)
-    .bind(user_id)
+    .bind(viewer.viewer_region())
+    .bind(viewer.viewer_id())
     .bind(super::fold_pattern(name_pattern))
     .bind(limit)
     .fetch_all(conn)

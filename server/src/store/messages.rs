@@ -2,6 +2,7 @@
 
 use sqlx::FromRow;
 
+use super::scope::Viewer;
 use super::{Conn, Result};
 
 #[derive(Debug, Clone, FromRow)]
@@ -235,12 +236,11 @@ pub async fn reactions_in_range(
 }
 
 /// Messages whose text matches `pattern` (an escaped LIKE pattern) in every thread
-/// `user_id` can see in `region_id` — the same rule as `threads::access`. ASCII letters
+/// `viewer` can see in their region — the same rule as `threads::access`. ASCII letters
 /// match in either case, everything else exactly ([`super::fold_pattern`]).
 pub async fn search(
     conn: &mut Conn,
-    region_id: &str,
-    user_id: &str,
+    viewer: &impl Viewer,
     pattern: &str,
     limit: i64,
 ) -> Result<Vec<MessageRow>> {
@@ -252,8 +252,8 @@ pub async fn search(
          AND lower(m.body) LIKE $3 ESCAPE '\\' \
          ORDER BY m.created_at DESC, m.id DESC LIMIT $4",
     )
-    .bind(region_id)
-    .bind(user_id)
+    .bind(viewer.viewer_region())
+    .bind(viewer.viewer_id())
     .bind(super::fold_pattern(pattern))
     .bind(limit)
     .fetch_all(conn)

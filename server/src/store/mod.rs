@@ -10,6 +10,7 @@ pub mod invitations;
 pub mod messages;
 pub mod organizations;
 pub mod regions;
+pub mod scope;
 pub mod sessions;
 pub mod threads;
 pub mod users;

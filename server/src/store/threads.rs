@@ -2,6 +2,7 @@
 
 use sqlx::FromRow;
 
+use super::scope::{GroupViewer, ThreadViewer, Viewer};
 use super::{Conn, Result};
 
 #[derive(Debug, Clone, FromRow)]
@@ -66,32 +67,32 @@ pub async fn access(
     .await?)
 }
 
-/// Every thread `user_id` can see, by the same rule as [`access`].
-pub async fn visible_to(conn: &mut Conn, region_id: &str, user_id: &str) -> Result<Vec<ThreadRow>> {
+/// Every thread `viewer` can see, by the same rule as [`access`].
+pub async fn visible_to(conn: &mut Conn, viewer: &impl Viewer) -> Result<Vec<ThreadRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM threads t JOIN thread_audience a ON a.thread_id = t.id \
          WHERE a.user_id = $1 AND a.region_id = $2 \
          ORDER BY t.created_at, t.id"
     ))
-    .bind(user_id)
-    .bind(region_id)
+    .bind(viewer.viewer_id())
+    .bind(viewer.viewer_region())
     .fetch_all(conn)
     .await?)
 }
 
-/// The threads of one group that `user_id` can see.
+/// The threads of `viewer`'s group that they can see.
 pub async fn visible_in_group(
     conn: &mut Conn,
-    group_id: &str,
-    user_id: &str,
+    viewer: &impl GroupViewer,
 ) -> Result<Vec<ThreadRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM threads t JOIN thread_audience a ON a.thread_id = t.id \
-         WHERE t.group_id = $1 AND a.user_id = $2 \
+         WHERE t.group_id = $1 AND a.user_id = $2 AND a.region_id = $3 \
          ORDER BY CASE WHEN t.kind = 'main' THEN 0 ELSE 1 END, t.created_at, t.id"
     ))
-    .bind(group_id)
-    .bind(user_id)
+    .bind(viewer.viewed_group())
+    .bind(viewer.viewer_id())
+    .bind(viewer.viewer_region())
     .fetch_all(conn)
     .await?)
 }
@@ -277,7 +278,12 @@ pub struct ReceiptRow {
     pub display_name: String,
 }
 
-pub async fn audience_receipts(conn: &mut Conn, thread: &ThreadRow) -> Result<Vec<ReceiptRow>> {
+/// The read positions of the thread's current audience (who has read what: 既読), for a
+/// reader of that thread.
+pub async fn audience_receipts(
+    conn: &mut Conn,
+    reader: &impl ThreadViewer,
+) -> Result<Vec<ReceiptRow>> {
     Ok(sqlx::query_as(
         "SELECT r.user_id, r.last_read_seq, r.updated_at, u.display_name FROM read_receipts r \
          JOIN users u ON u.id = r.user_id \
@@ -285,7 +291,7 @@ pub async fn audience_receipts(conn: &mut Conn, thread: &ThreadRow) -> Result<Ve
          WHERE r.thread_id = $1 \
          ORDER BY r.updated_at, r.user_id",
     )
-    .bind(&thread.id)
+    .bind(reader.viewed_thread())
     .fetch_all(conn)
     .await?)
 }

@@ -25,6 +25,7 @@ use tsunagu_server::store::groups::{self, GroupRow};
 use tsunagu_server::store::messages::{self, MessageRow};
 use tsunagu_server::store::organizations::{self, OrganizationRow};
 use tsunagu_server::store::regions::{self, RegionRow};
+use tsunagu_server::store::scope::{GroupViewer, Viewer};
 use tsunagu_server::store::threads::{self, ThreadRow};
 use tsunagu_server::store::users::{self, UserFilter, UserRow};
 use tsunagu_server::store::{contains_pattern, Store, StoreError};
@@ -202,6 +203,23 @@ struct Seed {
     thread: String,
 }
 
+/// The seeded member as the listings' viewer. The domain's capabilities play this part
+/// in the server; the rule the queries apply is the same either way.
+impl Viewer for Seed {
+    fn viewer_region(&self) -> String {
+        self.region.clone()
+    }
+    fn viewer_id(&self) -> String {
+        self.user.clone()
+    }
+}
+
+impl GroupViewer for Seed {
+    fn viewed_group(&self) -> &str {
+        &self.group
+    }
+}
+
 fn id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
@@ -364,24 +382,24 @@ async fn search_answers(store: &Store) -> Vec<(String, [BTreeSet<String>; 4])> {
     let mut out = Vec::new();
     for q in SEARCHES.iter().map(|(q, _)| *q) {
         let pattern = contains_pattern(q);
-        let found_messages = messages::search(&mut conn, &s.region, &s.user, &pattern, 100)
+        let found_messages = messages::search(&mut conn, &s, &pattern, 100)
             .await
             .unwrap()
             .into_iter()
             .map(|m| m.body)
             .collect();
-        let found_files = files::search(&mut conn, &s.region, &s.user, &pattern, 100)
+        let found_files = files::search(&mut conn, &s, &pattern, 100)
             .await
             .unwrap()
             .into_iter()
             .map(|f| f.name)
             .collect();
         let library = |filter: LibraryFilter| {
-            let (group, user) = (s.group.clone(), s.user.clone());
             let store = store.clone();
+            let s = &s;
             async move {
                 let mut conn = store.conn().await.unwrap();
-                files::library(&mut conn, &group, &user, &filter, LibrarySort::Name, 100, 0)
+                files::library(&mut conn, s, &filter, LibrarySort::Name, 100, 0)
                     .await
                     .unwrap()
                     .into_iter()
@@ -482,8 +500,7 @@ async fn order_answers(store: &Store) -> (Vec<String>, Vec<String>) {
         .collect();
     let library = files::library(
         &mut conn,
-        &s.group,
-        &s.user,
+        &s,
         &LibraryFilter::default(),
         LibrarySort::Name,
         100,
