@@ -84,7 +84,7 @@ impl Admin {
             id: OrganizationId::new().to_string(),
             region_id: admin.region_id().to_string(),
             name: validate::name("name", &req.name, 200)?,
-            kind: req.kind.as_str().to_owned(),
+            kind: req.kind,
             active: 1,
             created_at: now,
             updated_at: now,
@@ -121,7 +121,7 @@ impl Admin {
             changed.push("name");
         }
         if let Some(kind) = req.kind {
-            row.kind = kind.as_str().to_owned();
+            row.kind = kind;
             changed.push("kind");
         }
         if let Some(active) = req.active {
@@ -225,9 +225,9 @@ impl Admin {
             login_key,
             display_name,
             display_name_kana: kana,
-            profession: req.profession.as_str().to_owned(),
+            profession: req.profession,
             organization_id,
-            role: req.role.unwrap_or(UserRole::User).as_str().to_owned(),
+            role: req.role.unwrap_or(UserRole::User),
             password_hash: phc,
             must_change_password: flag(req.must_change_password.unwrap_or(true)),
             active: 1,
@@ -275,7 +275,7 @@ impl Admin {
             changed.push("display_name_kana");
         }
         if let Some(p) = req.profession {
-            row.profession = p.as_str().to_owned();
+            row.profession = p;
             changed.push("profession");
         }
         if req.clear_organization == Some(true) {
@@ -288,14 +288,14 @@ impl Admin {
             row.organization_id = Some(found.id);
             changed.push("organization_id");
         }
-        let old_role = row.role.clone();
+        let old_role = row.role;
         if let Some(role) = req.role {
             if row.id == admin.session().user_id().to_string() && role != UserRole::RegionAdmin {
                 return Err(DomainError::Conflict(
                     "you cannot remove your own administrator role".into(),
                 ));
             }
-            row.role = role.as_str().to_owned();
+            row.role = role;
         }
         row.updated_at = now_ms();
         users::update_profile(&mut tx, &row).await?;

@@ -277,7 +277,7 @@ impl Accounts {
                 .map(convert::id)
                 .transpose()?,
             session_id: claims.sid,
-            is_region_admin: row.role == UserRole::RegionAdmin.as_str(),
+            is_region_admin: row.role == UserRole::RegionAdmin,
             pending,
         })
     }

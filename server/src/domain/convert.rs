@@ -3,9 +3,7 @@
 
 use std::str::FromStr;
 
-use tsunagu_protocol::accounts::{
-    Organization, OrganizationKind, Policy, Profession, Region, User, UserRole,
-};
+use tsunagu_protocol::accounts::{Organization, Policy, Region, User};
 
 use super::error::{DomainError, Result};
 use crate::clock::rfc3339;
@@ -28,9 +26,9 @@ pub(super) fn user(row: &UserRow) -> Result<User> {
         login: row.login.clone(),
         display_name: row.display_name.clone(),
         display_name_kana: row.display_name_kana.clone(),
-        profession: Profession::parse(&row.profession).ok_or_else(|| corrupt("profession"))?,
+        profession: row.profession,
         organization_id: row.organization_id.as_deref().map(id).transpose()?,
-        role: UserRole::parse(&row.role).ok_or_else(|| corrupt("role"))?,
+        role: row.role,
         active: row.active != 0,
         totp_enabled: row.totp_enabled != 0,
         must_change_password: row.must_change_password != 0,
@@ -43,7 +41,7 @@ pub(super) fn organization(row: &OrganizationRow) -> Result<Organization> {
         id: id(&row.id)?,
         region_id: id(&row.region_id)?,
         name: row.name.clone(),
-        kind: OrganizationKind::parse(&row.kind).ok_or_else(|| corrupt("organization kind"))?,
+        kind: row.kind,
         active: row.active != 0,
         created_at: rfc3339(row.created_at),
     })

@@ -116,8 +116,7 @@ pub(super) fn wire_file(row: &FileRow) -> Result<FileInfo> {
         thread_id: convert::id(&row.thread_id)?,
         uploader_id: convert::id(&row.uploader_id)?,
         name: row.name.clone(),
-        kind: FileKind::parse(&row.kind)
-            .ok_or_else(|| DomainError::Internal("file kind".into()))?,
+        kind: row.kind,
         content_type: row.content_type.clone(),
         size: row.size.max(0) as u64,
         folder: row.folder.clone(),
@@ -295,7 +294,7 @@ impl Files {
             thread_id: reader.thread.id.clone(),
             uploader_id: member.session().user_id().to_string(),
             name,
-            kind: kind.as_str().to_owned(),
+            kind,
             content_type,
             size: size as i64,
             segment_size: SEGMENT_SIZE as i64,
@@ -506,8 +505,8 @@ impl Files {
         )
         .await?
         .map(|m| m.role);
-        match role.as_deref() {
-            Some(r) if r == MemberRole::Owner.as_str() || r == MemberRole::Admin.as_str() => Ok(()),
+        match role {
+            Some(MemberRole::Owner | MemberRole::Admin) => Ok(()),
             _ => Err(DomainError::Forbidden(
                 "only the uploader or a group owner/admin can do this",
             )),

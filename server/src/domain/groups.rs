@@ -5,7 +5,7 @@ use tsunagu_protocol::accounts::Profession;
 use tsunagu_protocol::ids::{GroupId, ThreadId, UserId};
 use tsunagu_protocol::messaging::{
     AddMember, CreateGroup, Group, GroupKind, Member as WireMember, MemberRole, PatientProfile,
-    UpdateGroup,
+    ThreadKind, UpdateGroup,
 };
 use tsunagu_protocol::ws::ServerFrame;
 
@@ -21,8 +21,8 @@ use crate::store::groups::{self, GroupRow, MemberRow};
 use crate::store::threads::{self, ThreadRow};
 use crate::store::{users, StoreError, Tx};
 
-pub(super) fn is_patient_side_profession(p: &str) -> bool {
-    p == Profession::Patient.as_str() || p == Profession::Family.as_str()
+pub(super) fn is_patient_side_profession(p: Profession) -> bool {
+    matches!(p, Profession::Patient | Profession::Family)
 }
 
 fn check_patient(p: &PatientProfile) -> Result<PatientProfile> {
@@ -60,14 +60,13 @@ pub(super) fn wire_member(row: &MemberRow) -> Result<WireMember> {
     Ok(WireMember {
         user_id: convert::id(&row.user_id)?,
         display_name: row.display_name.clone(),
-        profession: Profession::parse(&row.profession)
-            .ok_or_else(|| DomainError::Internal("profession".into()))?,
+        profession: row.profession,
         organization_id: row
             .organization_id
             .as_deref()
             .map(convert::id)
             .transpose()?,
-        role: MemberRole::parse(&row.role).ok_or_else(|| DomainError::Internal("role".into()))?,
+        role: row.role,
         patient_side: row.patient_side != 0,
         joined_at: rfc3339(row.joined_at),
     })
@@ -87,8 +86,7 @@ impl Groups {
     fn wire_group(&self, row: &GroupRow, my_role: MemberRole, member_count: i64) -> Result<Group> {
         Ok(Group {
             id: convert::id(&row.id)?,
-            kind: GroupKind::parse(&row.kind)
-                .ok_or_else(|| DomainError::Internal("group kind".into()))?,
+            kind: row.kind,
             name: row.name.clone(),
             description: row.description.clone(),
             patient: row
@@ -117,7 +115,7 @@ impl Groups {
         let me = users::get(&mut tx, &s.user_id().to_string())
             .await?
             .ok_or(DomainError::Unauthenticated)?;
-        if is_patient_side_profession(&me.profession) {
+        if is_patient_side_profession(me.profession) {
             return Err(DomainError::Forbidden(
                 "patients and family cannot create groups",
             ));
@@ -142,7 +140,7 @@ impl Groups {
         let row = GroupRow {
             id: group_id.clone(),
             region_id: s.region_id().to_string(),
-            kind: req.kind.as_str().to_owned(),
+            kind: req.kind,
             name: validate::name("name", &req.name, 100)?,
             description: req
                 .description
@@ -164,7 +162,7 @@ impl Groups {
             &ThreadRow {
                 id: thread_id,
                 group_id: group_id.clone(),
-                kind: "main".into(),
+                kind: ThreadKind::Main,
                 title: None,
                 last_seq: 0,
                 created_by: me.id.clone(),
@@ -208,8 +206,7 @@ impl Groups {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let count = groups::member_count(&mut conn, &row.group.id).await?;
-            let role =
-                MemberRole::parse(&row.role).ok_or_else(|| DomainError::Internal("role".into()))?;
+            let role = row.role;
             out.push(self.wire_group(&row.group, role, count)?);
         }
         Ok(out)
@@ -246,7 +243,7 @@ impl Groups {
             changed.push("description");
         }
         if let Some(p) = &req.patient {
-            if row.kind != GroupKind::Patient.as_str() {
+            if row.kind != GroupKind::Patient {
                 return Err(DomainError::Invalid(
                     "free groups carry no patient data".into(),
                 ));
@@ -345,7 +342,7 @@ impl Groups {
             .ok_or(DomainError::NotFound("user"))?;
         // Patients and family are always patient-side, whatever the request says.
         let patient_side =
-            is_patient_side_profession(&target.profession) || req.patient_side.unwrap_or(false);
+            is_patient_side_profession(target.profession) || req.patient_side.unwrap_or(false);
         if patient_side && role != MemberRole::Member {
             return Err(DomainError::Invalid(
                 "patient-side members cannot manage the group".into(),
@@ -432,7 +429,7 @@ impl Groups {
         let target = groups::get_member(&mut tx, &gm.group.id, &user_id.to_string())
             .await?
             .ok_or(DomainError::NotFound("member"))?;
-        let touches_owner = role == MemberRole::Owner || target.role == MemberRole::Owner.as_str();
+        let touches_owner = role == MemberRole::Owner || target.role == MemberRole::Owner;
         if touches_owner && gm.role != MemberRole::Owner {
             return Err(DomainError::Forbidden(
                 "only owners can grant or remove ownership",
@@ -443,7 +440,7 @@ impl Groups {
                 "patient-side members cannot manage the group".into(),
             ));
         }
-        if target.role == MemberRole::Owner.as_str()
+        if target.role == MemberRole::Owner
             && role != MemberRole::Owner
             && groups::count_owners(&mut tx, &gm.group.id).await? <= 1
         {
@@ -490,7 +487,7 @@ impl Groups {
         let target = groups::get_member(&mut tx, &gm.group.id, &user_id.to_string())
             .await?
             .ok_or(DomainError::NotFound("member"))?;
-        if target.role == MemberRole::Owner.as_str() {
+        if target.role == MemberRole::Owner {
             if !leaving && gm.role != MemberRole::Owner {
                 return Err(DomainError::Forbidden("only owners can remove an owner"));
             }

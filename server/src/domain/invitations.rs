@@ -3,7 +3,6 @@
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tsunagu_protocol::accounts::Profession;
 use tsunagu_protocol::ids::{GroupId, InvitationId, UserId};
 use tsunagu_protocol::messaging::{
     AcceptedInvitation, CreateInvitation, Invitation, JoinRequest, MemberRole,
@@ -130,7 +129,7 @@ impl Invitations {
             return Err(DomainError::Conflict("already a member".into()));
         }
         let patient_side =
-            is_patient_side_profession(&me.profession) || inv.patient_side.is_some_and(|p| p != 0);
+            is_patient_side_profession(me.profession) || inv.patient_side.is_some_and(|p| p != 0);
         let group_id: GroupId = convert::id(&group.0)?;
         let status = if inv.requires_approval != 0 {
             invitations::add_join_request(
@@ -193,8 +192,7 @@ impl Invitations {
                 Ok(JoinRequest {
                     user_id: convert::id(&r.user_id)?,
                     display_name: r.display_name.clone(),
-                    profession: Profession::parse(&r.profession)
-                        .ok_or_else(|| DomainError::Internal("profession".into()))?,
+                    profession: r.profession,
                     requested_at: rfc3339(r.created_at),
                 })
             })
@@ -222,7 +220,7 @@ impl Invitations {
                 .await?
                 .filter(|u| u.active != 0)
                 .ok_or(DomainError::NotFound("user"))?;
-            let patient_side = patient_side != 0 || is_patient_side_profession(&user.profession);
+            let patient_side = patient_side != 0 || is_patient_side_profession(user.profession);
             self.groups
                 .insert_member(
                     &mut tx,

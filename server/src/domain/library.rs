@@ -82,7 +82,7 @@ impl Library {
             None => 0,
         };
         let f = LibraryFilter {
-            kind: filter.kind.map(|k| k.as_str().to_owned()),
+            kind: filter.kind,
             uploader_id: filter.uploader_id.map(|u| u.to_string()),
             thread_id: filter.thread_id.map(|t| t.to_string()),
             folder: filter.folder.clone(),

@@ -36,8 +36,7 @@ impl Threads {
         row: &ThreadRow,
         user_id: &str,
     ) -> Result<Thread> {
-        let kind = ThreadKind::parse(&row.kind)
-            .ok_or_else(|| DomainError::Internal("thread kind".into()))?;
+        let kind = row.kind;
         let member_ids = match kind {
             ThreadKind::Main => None,
             ThreadKind::Private => Some(
@@ -145,7 +144,7 @@ impl Threads {
         let row = ThreadRow {
             id: ThreadId::new().to_string(),
             group_id: gm.group.id.clone(),
-            kind: ThreadKind::Private.as_str().to_owned(),
+            kind: ThreadKind::Private,
             title: Some(validate::name("title", &req.title, 100)?),
             last_seq: 0,
             created_by: me.clone(),

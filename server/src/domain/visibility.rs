@@ -75,8 +75,7 @@ impl ThreadReader {
     pub(super) fn admitted(member: &Member, thread: ThreadRow, archived: bool) -> Result<Self> {
         Ok(ThreadReader {
             member: member.clone(),
-            kind: ThreadKind::parse(&thread.kind)
-                .ok_or_else(|| DomainError::Internal("thread kind".into()))?,
+            kind: thread.kind,
             archived,
             thread,
         })
@@ -155,8 +154,7 @@ impl Shared {
         .ok_or(DomainError::NotFound("group"))?;
         Ok(GroupMember {
             member: member.clone(),
-            role: MemberRole::parse(&row.role)
-                .ok_or_else(|| DomainError::Internal("member role".into()))?,
+            role: row.role,
             patient_side: row.patient_side != 0,
             group: row.group,
         })

@@ -1,6 +1,7 @@
 //! `files`: metadata and wrapped keys of encrypted blobs.
 
 use sqlx::FromRow;
+use tsunagu_protocol::files::FileKind;
 
 use super::scope::{GroupViewer, Viewer};
 use super::{Conn, Result};
@@ -13,7 +14,7 @@ pub struct FileRow {
     pub thread_id: String,
     pub uploader_id: String,
     pub name: String,
-    pub kind: String,
+    pub kind: FileKind,
     pub content_type: String,
     pub size: i64,
     pub segment_size: i64,
@@ -43,7 +44,7 @@ pub async fn insert(conn: &mut Conn, r: &FileRow) -> Result<()> {
     .bind(&r.thread_id)
     .bind(&r.uploader_id)
     .bind(&r.name)
-    .bind(&r.kind)
+    .bind(r.kind)
     .bind(&r.content_type)
     .bind(r.size)
     .bind(r.segment_size)
@@ -102,7 +103,7 @@ pub async fn shred(conn: &mut Conn, id: &str, by: &str, now: i64) -> Result<bool
 /// Library filters. `None` means "any".
 #[derive(Debug, Clone, Default)]
 pub struct LibraryFilter {
-    pub kind: Option<String>,
+    pub kind: Option<FileKind>,
     pub uploader_id: Option<String>,
     pub thread_id: Option<String>,
     pub folder: Option<String>,
@@ -160,7 +161,7 @@ pub async fn library(
     ))
     .bind(viewer.viewed_group())
     .bind(viewer.viewer_id())
-    .bind(&f.kind)
+    .bind(f.kind)
     .bind(&f.uploader_id)
     .bind(&f.thread_id)
     .bind(&f.folder)

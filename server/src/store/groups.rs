@@ -1,6 +1,8 @@
 //! `groups` and `group_members`.
 
 use sqlx::FromRow;
+use tsunagu_protocol::accounts::Profession;
+use tsunagu_protocol::messaging::{GroupKind, MemberRole};
 
 use super::{Conn, Result};
 
@@ -8,7 +10,7 @@ use super::{Conn, Result};
 pub struct GroupRow {
     pub id: String,
     pub region_id: String,
-    pub kind: String,
+    pub kind: GroupKind,
     pub name: String,
     pub description: Option<String>,
     pub patient: Option<String>,
@@ -31,7 +33,7 @@ pub async fn insert(conn: &mut Conn, row: &GroupRow) -> Result<()> {
     )
     .bind(&row.id)
     .bind(&row.region_id)
-    .bind(&row.kind)
+    .bind(row.kind)
     .bind(&row.name)
     .bind(&row.description)
     .bind(&row.patient)
@@ -66,7 +68,7 @@ pub async fn update(conn: &mut Conn, row: &GroupRow) -> Result<()> {
 pub struct MembershipRow {
     #[sqlx(flatten)]
     pub group: GroupRow,
-    pub role: String,
+    pub role: MemberRole,
     pub patient_side: i64,
 }
 
@@ -119,11 +121,11 @@ pub async fn member_count(conn: &mut Conn, group_id: &str) -> Result<i64> {
 #[derive(Debug, Clone, FromRow)]
 pub struct MemberRow {
     pub user_id: String,
-    pub role: String,
+    pub role: MemberRole,
     pub patient_side: i64,
     pub joined_at: i64,
     pub display_name: String,
-    pub profession: String,
+    pub profession: Profession,
     pub organization_id: Option<String>,
 }
 

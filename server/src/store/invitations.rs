@@ -1,6 +1,7 @@
 //! `invitations` and `join_requests`.
 
 use sqlx::FromRow;
+use tsunagu_protocol::accounts::Profession;
 
 use super::{Conn, Result};
 
@@ -84,7 +85,7 @@ pub struct JoinRequestRow {
     pub patient_side: i64,
     pub created_at: i64,
     pub display_name: String,
-    pub profession: String,
+    pub profession: Profession,
 }
 
 pub async fn join_requests(conn: &mut Conn, group_id: &str) -> Result<Vec<JoinRequestRow>> {

@@ -1,6 +1,7 @@
 //! `organizations`: clinics, stations, pharmacies… always scoped by region.
 
 use sqlx::FromRow;
+use tsunagu_protocol::accounts::OrganizationKind;
 
 use super::{Conn, Result};
 
@@ -9,7 +10,7 @@ pub struct OrganizationRow {
     pub id: String,
     pub region_id: String,
     pub name: String,
-    pub kind: String,
+    pub kind: OrganizationKind,
     pub active: i64,
     pub created_at: i64,
     pub updated_at: i64,
@@ -25,7 +26,7 @@ pub async fn insert(conn: &mut Conn, row: &OrganizationRow) -> Result<()> {
     .bind(&row.id)
     .bind(&row.region_id)
     .bind(&row.name)
-    .bind(&row.kind)
+    .bind(row.kind)
     .bind(row.active)
     .bind(row.created_at)
     .bind(row.updated_at)
@@ -72,7 +73,7 @@ pub async fn update(conn: &mut Conn, row: &OrganizationRow) -> Result<()> {
     .bind(&row.id)
     .bind(&row.region_id)
     .bind(&row.name)
-    .bind(&row.kind)
+    .bind(row.kind)
     .bind(row.active)
     .bind(row.updated_at)
     .execute(conn)

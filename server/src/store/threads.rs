@@ -1,6 +1,7 @@
 //! `threads`, `thread_members` and `read_receipts`.
 
 use sqlx::FromRow;
+use tsunagu_protocol::messaging::{MemberRole, ThreadKind};
 
 use super::scope::{GroupViewer, ThreadViewer, Viewer};
 use super::{Conn, Result};
@@ -9,7 +10,7 @@ use super::{Conn, Result};
 pub struct ThreadRow {
     pub id: String,
     pub group_id: String,
-    pub kind: String,
+    pub kind: ThreadKind,
     pub title: Option<String>,
     pub last_seq: i64,
     pub created_by: String,
@@ -25,7 +26,7 @@ pub async fn insert(conn: &mut Conn, row: &ThreadRow) -> Result<()> {
     )
     .bind(&row.id)
     .bind(&row.group_id)
-    .bind(&row.kind)
+    .bind(row.kind)
     .bind(&row.title)
     .bind(row.last_seq)
     .bind(&row.created_by)
@@ -42,7 +43,7 @@ pub struct ThreadAccessRow {
     pub thread: ThreadRow,
     pub region_id: String,
     pub archived_at: Option<i64>,
-    pub group_role: String,
+    pub group_role: MemberRole,
     pub patient_side: i64,
 }
 

@@ -2,6 +2,7 @@
 //! meaningful.
 
 use sqlx::FromRow;
+use tsunagu_protocol::accounts::{Profession, UserRole};
 
 use super::{flag, Conn, Result};
 
@@ -13,9 +14,9 @@ pub struct UserRow {
     pub login_key: String,
     pub display_name: String,
     pub display_name_kana: Option<String>,
-    pub profession: String,
+    pub profession: Profession,
     pub organization_id: Option<String>,
-    pub role: String,
+    pub role: UserRole,
     pub password_hash: String,
     pub must_change_password: i64,
     pub active: i64,
@@ -41,9 +42,9 @@ pub async fn insert(conn: &mut Conn, row: &UserRow) -> Result<()> {
     .bind(&row.login_key)
     .bind(&row.display_name)
     .bind(&row.display_name_kana)
-    .bind(&row.profession)
+    .bind(row.profession)
     .bind(&row.organization_id)
-    .bind(&row.role)
+    .bind(row.role)
     .bind(&row.password_hash)
     .bind(row.must_change_password)
     .bind(row.active)
@@ -118,9 +119,9 @@ pub async fn update_profile(conn: &mut Conn, row: &UserRow) -> Result<()> {
     .bind(&row.id)
     .bind(&row.display_name)
     .bind(&row.display_name_kana)
-    .bind(&row.profession)
+    .bind(row.profession)
     .bind(&row.organization_id)
-    .bind(&row.role)
+    .bind(row.role)
     .bind(row.updated_at)
     .execute(conn)
     .await?;
@@ -214,7 +215,7 @@ pub struct AuthRow {
     pub id: String,
     pub region_id: String,
     pub organization_id: Option<String>,
-    pub role: String,
+    pub role: UserRole,
     pub active: i64,
     pub must_change_password: i64,
     pub totp_enabled: i64,
