@@ -28,6 +28,10 @@ use crate::telemetry;
 /// signing key and, on an empty database, creates the first region and its admin.
 /// Shared by `serve`, `migrate` and `admin`, so whichever runs first bootstraps.
 pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
+    // Before the bootstrap hashes the first password; checked here too for callers that
+    // build a `Config` in code rather than loading it.
+    crate::domain::password::set_cost(config.auth.argon2_memory_kib, config.auth.argon2_iterations)
+        .map_err(anyhow::Error::msg)?;
     let url = config.database_url();
     if url.starts_with("sqlite:") {
         create_private_dir(&config.data_dir)?;
