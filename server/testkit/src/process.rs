@@ -266,3 +266,31 @@ pub async fn run_to_completion(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_process_reads_back_the_configuration_it_was_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::test_config(dir.path());
+        config.database_url = Some("postgres://postgres@127.0.0.1:5432/x".into());
+        config.bus.kind = "nats".into();
+        config.files.storage = "s3".into();
+        ServerProcess::command("true", &config);
+        let read = Config::load_from(Some(&dir.path().join("tsunagu-test.toml"))).unwrap();
+        assert_eq!(read.data_dir, config.data_dir);
+        assert_eq!(read.database_url, config.database_url);
+        assert_eq!(read.bus.kind, "nats");
+        assert_eq!(read.files.storage, "s3");
+        assert_eq!(read.limits.posts_burst, config.limits.posts_burst);
+        assert_eq!(
+            (read.auth.argon2_memory_kib, read.auth.argon2_iterations),
+            (config.auth.argon2_memory_kib, config.auth.argon2_iterations)
+        );
+        // Secrets never go into the file.
+        let text = std::fs::read_to_string(dir.path().join("tsunagu-test.toml")).unwrap();
+        assert!(!text.contains(crate::ADMIN_PASSWORD));
+    }
+}
