@@ -7,107 +7,22 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use secrecy::SecretString;
 use tokio::net::{TcpListener, TcpStream};
 use tsunagu_client::live::{Backoff, LiveEvent, Session};
-use tsunagu_client::protocol::accounts::{CreateUser, Profession, UserRole};
-use tsunagu_client::protocol::ids::{GroupId, ThreadId, UserId};
-use tsunagu_client::protocol::messaging::{
-    AddMember, CreateGroup, GroupKind, Message, PostMessage,
-};
+use tsunagu_client::protocol::ids::ThreadId;
+use tsunagu_client::protocol::messaging::{CreateGroup, GroupKind, Message, PostMessage};
 use tsunagu_client::protocol::ErrorCode;
 use tsunagu_client::{Client, Error};
-use tsunagu_server::app::Application;
-use tsunagu_server::config::Config;
+use tsunagu_testkit::{
+    spawn_app, spawn_app_with, two_nurses_in_a_group, Backend, TestApp, ADMIN_PASSWORD,
+};
 
-const ADMIN_PASSWORD: &str = "live test admin password";
-const USER_PASSWORD: &str = "a long enough password";
 /// Generous bound for "this should arrive": only a hang trips it.
 const ARRIVAL: Duration = Duration::from_secs(30);
 
-struct Server {
-    base: String,
-    addr: SocketAddr,
-    admin: Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().join("data"),
-        ..Default::default()
-    };
-    config.limits = tsunagu_server::config::LimitsConfig::unlimited();
-    config.bootstrap.admin_password = Some(SecretString::from(ADMIN_PASSWORD));
-    // Every test signs in several users from one address.
-    config.auth.account_burst = 20;
-    config.auth.ip_burst = 200;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build_with_listener(&config, listener)
-        .await
-        .unwrap();
-    let addr = app.local_addr();
-    let base = format!("http://{addr}");
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let admin = Client::new(&base).unwrap();
-    admin.login("admin", ADMIN_PASSWORD, None).await.unwrap();
-    Server {
-        base,
-        addr,
-        admin,
-        _dir: dir,
-    }
-}
-
-impl Server {
-    /// A nurse who can sign in with [`USER_PASSWORD`] without changing it, signed in.
-    async fn nurse(&self, login: &str) -> (UserId, Client) {
-        let user = self
-            .admin
-            .create_user(&CreateUser {
-                login: login.into(),
-                display_name: format!("看護師 {login}"),
-                display_name_kana: None,
-                password: USER_PASSWORD.into(),
-                profession: Profession::Nurse,
-                organization_id: None,
-                role: Some(UserRole::User),
-                must_change_password: Some(false),
-            })
-            .await
-            .unwrap();
-        let client = Client::new(&self.base).unwrap();
-        client.login(login, USER_PASSWORD, None).await.unwrap();
-        (user.id, client)
-    }
-
-    /// Nurse A owns a free group that nurse B is a member of.
-    async fn two_nurses_in_a_group(&self) -> (Client, Client, GroupId, ThreadId) {
-        let (_, a) = self.nurse("nurse.a").await;
-        let (b_id, b) = self.nurse("nurse.b").await;
-        let group = a
-            .create_group(&CreateGroup {
-                kind: GroupKind::Free,
-                name: "訪問看護 連絡".into(),
-                description: None,
-                patient: None,
-            })
-            .await
-            .unwrap();
-        a.add_member(
-            group.id,
-            &AddMember {
-                user_id: b_id,
-                role: None,
-                patient_side: None,
-            },
-        )
-        .await
-        .unwrap();
-        (a, b, group.id, group.main_thread_id)
-    }
+/// A server on SQLite: what these tests check is the SDK, not the database.
+async fn start_server() -> TestApp {
+    spawn_app(Backend::Sqlite).await
 }
 
 /// Backoff for tests: quick, still exponential and jittered.
@@ -159,7 +74,7 @@ fn bodies(messages: &[Message]) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_session_receives_another_users_posts_in_order() {
     let server = start_server().await;
-    let (a, b, _, main) = server.two_nurses_in_a_group().await;
+    let (a, b, _, main) = two_nurses_in_a_group(&server).await;
     let mut live = b.live().connect().await.unwrap();
 
     let sent: Vec<String> = (1..=10).map(|i| format!("申し送り {i}")).collect();
@@ -218,7 +133,7 @@ async fn a_live_session_receives_another_users_posts_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_caller_that_stops_reading_loses_nothing() {
     let server = start_server().await;
-    let (a, b, _, main) = server.two_nurses_in_a_group().await;
+    let (a, b, _, main) = two_nurses_in_a_group(&server).await;
     // Room for a handful of events only: the rest is turned away and fetched again by
     // resuming once the caller reads.
     let mut live = b.live().buffer(2).backoff(quick()).connect().await.unwrap();
@@ -286,7 +201,7 @@ impl Proxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_connection_resumes_with_exactly_the_missed_messages() {
     let server = start_server().await;
-    let (a, b, _, main) = server.two_nurses_in_a_group().await;
+    let (a, b, _, main) = two_nurses_in_a_group(&server).await;
     let proxy = Proxy::start(server.addr).await;
     // B talks to the server only through the proxy, REST included.
     let b_via_proxy = Client::new(&format!("http://{}", proxy.addr)).unwrap();
@@ -379,7 +294,7 @@ async fn a_lost_connection_resumes_with_exactly_the_missed_messages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_ends_with_an_error_when_its_sign_in_is_revoked() {
     let server = start_server().await;
-    let (_, b, _, _) = server.two_nurses_in_a_group().await;
+    let (_, b, _, _) = two_nurses_in_a_group(&server).await;
     let mut live = b.live().backoff(quick()).connect().await.unwrap();
     // The same sign-in ended from elsewhere (another device running `logout`).
     let elsewhere = Client::new(&server.base).unwrap();
@@ -416,21 +331,13 @@ async fn wss_works_with_a_private_ca_and_is_refused_without_it() {
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let mut config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().join("data"),
-        ..Default::default()
-    };
-    config.limits = tsunagu_server::config::LimitsConfig::unlimited();
-    config.bootstrap.admin_password = Some(SecretString::from(ADMIN_PASSWORD));
-    config.tls.cert_file = Some(cert_path);
-    config.tls.key_file = Some(key_path);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let app = Application::build_with_listener(&config, listener)
-        .await
-        .unwrap();
-    let base = format!("https://{}", app.local_addr());
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.tls.cert_file = Some(cert_path);
+        c.tls.key_file = Some(key_path);
+    })
+    .await;
+    let base = app.base.clone();
+    assert!(base.starts_with("https://"));
 
     let http = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
@@ -476,5 +383,3 @@ async fn wss_works_with_a_private_ca_and_is_refused_without_it() {
     let refused = client.live().connect().await.unwrap_err();
     assert!(matches!(refused, Error::WebSocket(_)), "{refused:?}");
 }
-
-// ---- the CLI ----

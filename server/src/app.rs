@@ -34,6 +34,10 @@ pub async fn open_domain(config: &Config) -> anyhow::Result<Domain> {
 /// [`open_domain`], also returning the store itself for what works below the rules:
 /// the audit checkpoint writer, operator tooling and tests.
 pub async fn open(config: &Config) -> anyhow::Result<(Domain, Store)> {
+    // Before the bootstrap hashes the first password; checked here too for callers that
+    // build a `Config` in code rather than loading it.
+    crate::domain::password::set_cost(config.auth.argon2_memory_kib, config.auth.argon2_iterations)
+        .map_err(anyhow::Error::msg)?;
     let url = config.database_url();
     if url.starts_with("sqlite:") {
         create_private_dir(&config.data_dir)?;

@@ -97,6 +97,11 @@ pub struct AuthConfig {
     pub ip_refill_secs: u64,
     /// Issuer name shown in authenticator apps.
     pub totp_issuer: String,
+    /// argon2id cost of new password hashes: memory in KiB and passes. Release builds
+    /// refuse less than OWASP's minimum (19456 KiB, 2); debug builds accept less so the
+    /// test suite can sign in hundreds of times cheaply.
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -372,6 +377,8 @@ impl Default for AuthConfig {
             ip_burst: 30,
             ip_refill_secs: 2,
             totp_issuer: "Tsunagu".into(),
+            argon2_memory_kib: crate::domain::password::OWASP_MEMORY_KIB,
+            argon2_iterations: crate::domain::password::OWASP_ITERATIONS,
         }
     }
 }
@@ -489,6 +496,11 @@ impl Config {
                 "auth bursts must be at least 1".into(),
             ));
         }
+        crate::domain::password::check_cost(
+            self.auth.argon2_memory_kib,
+            self.auth.argon2_iterations,
+        )
+        .map_err(ConfigError::Invalid)?;
         if !matches!(self.bus.kind.as_str(), "local" | "nats") {
             return Err(ConfigError::Invalid(
                 "bus.kind must be local or nats".into(),

@@ -6,11 +6,11 @@ mod kit;
 
 use kit::{start_server, tsunagu};
 
-const PASSWORD: &str = "cli test admin password";
+const PASSWORD: &str = tsunagu_testkit::ADMIN_PASSWORD;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_stores_a_private_session_and_me_reads_it() {
-    let server = start_server(PASSWORD).await;
+    let server = start_server().await;
     let (base, dir) = (server.base.clone(), &server.dir);
     let session = dir.path().join("session.json");
     let session_arg = session.to_str().unwrap();
@@ -59,7 +59,7 @@ async fn login_stores_a_private_session_and_me_reads_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_map_to_exit_codes_and_json_errors() {
-    let server = start_server(PASSWORD).await;
+    let server = start_server().await;
     let (base, dir) = (server.base.clone(), &server.dir);
     let session = dir.path().join("s.json");
     let session_arg = session.to_str().unwrap();

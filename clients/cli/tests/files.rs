@@ -11,10 +11,10 @@ use tsunagu_client::{AuditFilter, ByteRange, Client, LibraryFilter};
 #[allow(dead_code)]
 mod kit;
 
-const PASSWORD: &str = "files test admin password";
+const PASSWORD: &str = tsunagu_testkit::ADMIN_PASSWORD;
 
 async fn start_server() -> kit::Server {
-    kit::start_server(PASSWORD).await
+    kit::start_server().await
 }
 
 async fn tsunagu(args: &[&str], stdin: Option<&str>, cwd: &Path) -> (i32, Vec<u8>, String) {

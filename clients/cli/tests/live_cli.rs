@@ -6,84 +6,13 @@
 use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tsunagu_client::protocol::accounts::{CreateUser, Profession, UserRole};
-use tsunagu_client::protocol::ids::{GroupId, ThreadId, UserId};
-use tsunagu_client::protocol::messaging::{AddMember, CreateGroup, GroupKind};
-use tsunagu_client::Client;
 
 #[allow(dead_code)]
 mod kit;
 
-use kit::{tsunagu, ARRIVAL};
-
-const ADMIN_PASSWORD: &str = "live test admin password";
-const USER_PASSWORD: &str = "a long enough password";
-
-struct Server {
-    base: String,
-    admin: Client,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_server() -> Server {
-    let kit::Server { base, dir } = kit::start_server(ADMIN_PASSWORD).await;
-    let admin = Client::new(&base).unwrap();
-    admin.login("admin", ADMIN_PASSWORD, None).await.unwrap();
-    Server {
-        base,
-        admin,
-        _dir: dir,
-    }
-}
-
-impl Server {
-    /// A nurse who can sign in with [`USER_PASSWORD`] without changing it, signed in.
-    async fn nurse(&self, login: &str) -> (UserId, Client) {
-        let user = self
-            .admin
-            .create_user(&CreateUser {
-                login: login.into(),
-                display_name: format!("看護師 {login}"),
-                display_name_kana: None,
-                password: USER_PASSWORD.into(),
-                profession: Profession::Nurse,
-                organization_id: None,
-                role: Some(UserRole::User),
-                must_change_password: Some(false),
-            })
-            .await
-            .unwrap();
-        let client = Client::new(&self.base).unwrap();
-        client.login(login, USER_PASSWORD, None).await.unwrap();
-        (user.id, client)
-    }
-
-    /// Nurse A owns a free group that nurse B is a member of.
-    async fn two_nurses_in_a_group(&self) -> (Client, Client, GroupId, ThreadId) {
-        let (_, a) = self.nurse("nurse.a").await;
-        let (b_id, b) = self.nurse("nurse.b").await;
-        let group = a
-            .create_group(&CreateGroup {
-                kind: GroupKind::Free,
-                name: "訪問看護 連絡".into(),
-                description: None,
-                patient: None,
-            })
-            .await
-            .unwrap();
-        a.add_member(
-            group.id,
-            &AddMember {
-                user_id: b_id,
-                role: None,
-                patient_side: None,
-            },
-        )
-        .await
-        .unwrap();
-        (a, b, group.id, group.main_thread_id)
-    }
-}
+use kit::{start_server, tsunagu, Server, ARRIVAL};
+use tsunagu_client::protocol::ids::ThreadId;
+use tsunagu_testkit::{two_nurses_in_a_group, USER_PASSWORD};
 
 /// Signs `login` in with the CLI; returns the session file's path.
 async fn cli_login(server: &Server, dir: &std::path::Path, login: &str) -> String {
@@ -110,7 +39,7 @@ async fn cli_login(server: &Server, dir: &std::path::Path, login: &str) -> Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_then_groups_and_threads_work_for_people_and_scripts() {
     let server = start_server().await;
-    let (_, _, group, main) = server.two_nurses_in_a_group().await;
+    let (_, _, group, main) = two_nurses_in_a_group(&server.app).await;
     let dir = tempfile::tempdir().unwrap();
     let session = cli_login(&server, dir.path(), "nurse.b").await;
     let group_arg = group.to_string();
@@ -265,7 +194,7 @@ async fn line_where(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_prints_messages_posted_after_it_starts_and_stops_on_ctrl_c() {
     let server = start_server().await;
-    let (a, _, _, main) = server.two_nurses_in_a_group().await;
+    let (a, _, _, main) = two_nurses_in_a_group(&server.app).await;
     a.post_text(main, "before tail").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let session = cli_login(&server, dir.path(), "nurse.b").await;

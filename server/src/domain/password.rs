@@ -8,6 +8,7 @@
 //! bounded by the pool's size whatever the sign-in rate, and hashing can never take
 //! more cores than the pool has — sign-in storms queue instead of starving the server.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -26,6 +27,39 @@ pub const MAX_HASHERS: usize = 4;
 /// Largest memory cost accepted from a stored hash (KiB): a tampered row cannot make
 /// a worker allocate without bound.
 const MAX_MEMORY_KIB: u32 = 256 * 1024;
+
+/// OWASP's minimum for argon2id (19 MiB, two passes), the cost new hashes get by default.
+pub const OWASP_MEMORY_KIB: u32 = 19 * 1024;
+pub const OWASP_ITERATIONS: u32 = 2;
+
+/// The cost of new hashes. Process-wide like the pool it sizes (it bounds each worker's
+/// memory); set from `[auth]` at start-up by [`set_cost`]. Verification never reads it:
+/// every stored hash carries its own parameters in its PHC string.
+static MEMORY_KIB: AtomicU32 = AtomicU32::new(OWASP_MEMORY_KIB);
+static ITERATIONS: AtomicU32 = AtomicU32::new(OWASP_ITERATIONS);
+
+/// Refuses a cost below the OWASP minimum, except in debug builds: the test suite hashes
+/// hundreds of passwords and sets a token cost, which a release build must never accept.
+pub fn check_cost(memory_kib: u32, iterations: u32) -> std::result::Result<(), String> {
+    Params::new(memory_kib, iterations, 1, None).map_err(|e| format!("argon2 cost: {e}"))?;
+    if memory_kib > MAX_MEMORY_KIB {
+        return Err(format!("argon2 memory above {MAX_MEMORY_KIB} KiB"));
+    }
+    if !cfg!(debug_assertions) && (memory_kib < OWASP_MEMORY_KIB || iterations < OWASP_ITERATIONS) {
+        return Err(format!(
+            "argon2 cost below the OWASP minimum ({OWASP_MEMORY_KIB} KiB, t={OWASP_ITERATIONS})"
+        ));
+    }
+    Ok(())
+}
+
+/// Sets the cost of new hashes (after [`check_cost`]).
+pub fn set_cost(memory_kib: u32, iterations: u32) -> std::result::Result<(), String> {
+    check_cost(memory_kib, iterations)?;
+    MEMORY_KIB.store(memory_kib, Ordering::Relaxed);
+    ITERATIONS.store(iterations, Ordering::Relaxed);
+    Ok(())
+}
 
 type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
@@ -98,15 +132,21 @@ fn raw_hash(
     Ok(out)
 }
 
-/// Hashes with argon2id and the crate's recommended parameters (19 MiB, t=2, p=1).
+/// Hashes with argon2id at the configured cost (by default the crate's recommended
+/// parameters: 19 MiB, t=2, p=1).
 pub async fn hash(password: SecretString) -> Result<String> {
+    let (m_cost, t_cost) = (
+        MEMORY_KIB.load(Ordering::Relaxed),
+        ITERATIONS.load(Ordering::Relaxed),
+    );
     on_pool(move |memory| {
         let salt = SaltString::generate(&mut OsRng);
         let mut salt_bytes = [0u8; 64];
         let salt_raw = salt
             .decode_b64(&mut salt_bytes)
             .map_err(|e| DomainError::Internal(Internal::caused_by("salt", e)))?;
-        let params = Params::default();
+        let params = Params::new(m_cost, t_cost, 1, None)
+            .map_err(|e| DomainError::Internal(Internal::caused_by("params", e)))?;
         let raw = raw_hash(
             Algorithm::Argon2id,
             Version::V0x13,
@@ -247,6 +287,33 @@ mod tests {
         assert!(!verify(SecretString::from("older hasH"), theirs)
             .await
             .unwrap());
+    }
+
+    #[test]
+    fn a_cost_below_the_owasp_minimum_is_accepted_only_in_debug_builds() {
+        assert!(check_cost(OWASP_MEMORY_KIB, OWASP_ITERATIONS).is_ok());
+        assert_eq!(check_cost(64, 1).is_ok(), cfg!(debug_assertions));
+        assert_eq!(
+            check_cost(OWASP_MEMORY_KIB, 1).is_ok(),
+            cfg!(debug_assertions)
+        );
+        assert!(check_cost(4, 1).is_err(), "below argon2's own minimum");
+        assert!(check_cost(MAX_MEMORY_KIB + 1, 2).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_hash_keeps_its_cost_so_it_verifies_after_the_cost_changes() {
+        // Other tests in this binary hash meanwhile; any cost is correct for them.
+        set_cost(64, 1).unwrap();
+        let cheap = hash(SecretString::from("ながいパスワード")).await;
+        set_cost(OWASP_MEMORY_KIB, OWASP_ITERATIONS).unwrap();
+        let cheap = cheap.unwrap();
+        assert!(cheap.contains("$m=64,t=1,p=1$"), "{cheap}");
+        assert!(verify(SecretString::from("ながいパスワード"), cheap)
+            .await
+            .unwrap());
+        let full = hash(SecretString::from("ながいパスワード")).await.unwrap();
+        assert!(full.contains("$m=19456,t=2,p=1$"), "{full}");
     }
 
     #[tokio::test]

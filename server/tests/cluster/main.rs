@@ -5,51 +5,53 @@
 //! sockets on the other node; a shell command closes sockets on a running node.
 //!
 //! Needs PostgreSQL (`TSUNAGU_TEST_POSTGRES_URL`) and `nats-server` on the PATH or at
-//! /usr/sbin/nats-server. Without them every test here prints a NOTE and returns;
-//! `TSUNAGU_TEST_REQUIRE_POSTGRES=1` (CI) turns that into a failure.
+//! /usr/sbin/nats-server. Without them every test here shows as ignored, with the
+//! reason; `TSUNAGU_TEST_REQUIRE_POSTGRES=1` (CI) makes them run, and fail if either is
+//! missing. A binary of its own: it runs processes, not an in-process server.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tsunagu_client::Client;
 use tsunagu_protocol::accounts::{CreateUser, Profession, UserRole};
 use tsunagu_protocol::ids::{GroupId, ThreadId, UserId};
 use tsunagu_protocol::messaging::{AddMember, CreateGroup, GroupKind, PostMessage};
 use tsunagu_protocol::ws::ServerFrame;
+use tsunagu_server::config::Config;
+use tsunagu_testkit::{
+    cluster_only, free_port, test_config, PgDatabase, Received, ServerProcess, WsClient,
+    ADMIN_PASSWORD, USER_PASSWORD,
+};
 
-const ADMIN_PASSWORD: &str = "cluster admin password";
-const PASSWORD: &str = "a long enough password";
+const SERVER_BIN: &str = env!("CARGO_BIN_EXE_tsunagu-server");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+cluster_only!(
+    a_post_on_node_a_reaches_clients_on_node_b_exactly_once_in_order,
+    clients_of_a_killed_node_resume_on_the_other_with_nothing_lost_or_doubled,
+    nats_away_for_ten_seconds_loses_no_acknowledged_post,
+    a_member_removed_on_node_a_loses_access_on_node_b_within_a_second,
+    a_password_reset_from_a_shell_closes_the_sockets_on_a_running_node,
+    a_removal_during_a_nats_outage_still_cuts_the_other_nodes_socket,
+);
 
-fn require() -> bool {
-    std::env::var("TSUNAGU_TEST_REQUIRE_POSTGRES").as_deref() == Ok("1")
-}
-
-fn nats_binary() -> Option<PathBuf> {
+fn nats_binary() -> PathBuf {
     let candidates = [
         PathBuf::from("/usr/sbin/nats-server"),
         PathBuf::from("/usr/bin/nats-server"),
     ];
     if let Some(p) = candidates.iter().find(|p| p.exists()) {
-        return Some(p.clone());
+        return p.clone();
     }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("nats-server"))
-            .find(|p| p.exists())
-    })
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("nats-server"))
+                .find(|p| p.exists())
+        })
+        .expect("this test needs nats-server (apt-get install nats-server)")
 }
 
 /// A NATS server of this test's own on a fixed port, so it can come back where it was.
@@ -60,15 +62,14 @@ struct Nats {
 }
 
 impl Nats {
-    async fn start() -> Option<Nats> {
-        let bin = nats_binary()?;
+    async fn start() -> Nats {
         let mut nats = Nats {
-            bin,
+            bin: nats_binary(),
             port: free_port(),
             child: None,
         };
         nats.up().await;
-        Some(nats)
+        nats
     }
 
     fn url(&self) -> String {
@@ -109,183 +110,60 @@ impl Drop for Nats {
     }
 }
 
-/// A PostgreSQL database of this test's own, dropped at the end.
-struct Pg {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Pg {
-    async fn create() -> Option<Pg> {
-        let Ok(admin_url) = std::env::var("TSUNAGU_TEST_POSTGRES_URL") else {
-            return None;
-        };
-        use sqlx::{Connection, Executor};
-        let name = format!("tsunagu_cluster_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
-            .await
-            .unwrap();
-        let mut url = url::Url::parse(&admin_url).unwrap();
-        url.set_path(&format!("/{name}"));
-        Some(Pg {
-            admin_url,
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    async fn drop_db(self) {
-        use sqlx::{Connection, Executor};
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
-            let _ = conn
-                .execute(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name).as_str())
-                .await;
-        }
-    }
-}
-
-/// One server process.
-struct Node {
-    child: Option<Child>,
-    base: String,
-    port: u16,
-}
-
-fn node_command(data_dir: &Path, db: &str, nats: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tsunagu-server"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("TSUNAGU_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("TSUNAGU_DATA_DIR", data_dir)
-        .env("TSUNAGU_DATABASE_URL", db)
-        .env("TSUNAGU_BUS_KIND", "nats")
-        .env("TSUNAGU_BUS_URL", nats)
-        .env("TSUNAGU_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("TSUNAGU_AUTH_ACCOUNT_BURST", "1000")
-        .env("TSUNAGU_AUTH_IP_BURST", "100000")
-        .env("TSUNAGU_LIMITS_POSTS_BURST", "1000000")
-        .env("TSUNAGU_DATABASE_MAX_CONNECTIONS", "8")
-        .env("TSUNAGU_LOG_LEVEL", "warn");
-    cmd
-}
-
-impl Node {
-    async fn start(data_dir: &Path, db: &str, nats: &str) -> Node {
-        let port = free_port();
-        let child = node_command(data_dir, db, nats)
-            .env("TSUNAGU_LISTEN", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tsunagu-server");
-        let node = Node {
-            child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
-            port,
-        };
-        let http = reqwest::Client::new();
-        // Bounded wait for readiness (a guard against a hang, not a synchronisation).
-        for _ in 0..600 {
-            if let Ok(r) = http.get(format!("{}/readyz", node.base)).send().await {
-                if r.status().is_success() {
-                    return node;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("node did not become ready");
-    }
-
-    fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/api/v1/ws", self.port)
-    }
-
-    fn kill_9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    async fn readyz(&self) -> serde_json::Value {
-        reqwest::get(format!("{}/readyz", self.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill_9();
-    }
-}
-
 /// Everything one scenario needs: two nodes, one database, one NATS.
 struct Cluster {
     nats: Nats,
-    a: Node,
-    b: Node,
-    pg: Option<Pg>,
-    dir: tempfile::TempDir,
+    a: ServerProcess,
+    b: ServerProcess,
+    /// The nodes' configuration, for one-off commands against the same cluster.
+    config: Config,
+    _pg: PgDatabase,
+    _dir: tempfile::TempDir,
 }
 
 impl Cluster {
-    async fn start(test: &str) -> Option<Cluster> {
-        let Some(pg) = Pg::create().await else {
-            if require() {
-                panic!("TSUNAGU_TEST_REQUIRE_POSTGRES=1 but TSUNAGU_TEST_POSTGRES_URL is not set");
-            }
-            eprintln!("NOTE: TSUNAGU_TEST_POSTGRES_URL is not set: skipping cluster test {test}");
-            return None;
-        };
-        let Some(nats) = Nats::start().await else {
-            if require() {
-                panic!("nats-server is not installed");
-            }
-            eprintln!("NOTE: nats-server not found: skipping cluster test {test}");
-            pg.drop_db().await;
-            return None;
-        };
+    async fn start() -> Cluster {
+        let pg = PgDatabase::create("tsunagu_cluster").await;
+        let nats = Nats::start().await;
         // The nodes share the data dir: the same signing keys and KEKs (as a cluster
         // must), and the local blob directory stands in for shared object storage.
         let dir = tempfile::tempdir().unwrap();
-        let a = Node::start(dir.path(), &pg.url, &nats.url()).await;
-        let b = Node::start(dir.path(), &pg.url, &nats.url()).await;
-        Some(Cluster {
+        let mut config = test_config(dir.path());
+        config.database_url = Some(pg.url.clone());
+        config.database.max_connections = 8;
+        config.bus.kind = "nats".into();
+        config.bus.url = nats.url();
+        config.auth.account_burst = 1000;
+        config.auth.ip_burst = 100_000;
+        let a = ServerProcess::start(SERVER_BIN, &config, None, &[]).await;
+        let b = ServerProcess::start(SERVER_BIN, &config, None, &[]).await;
+        Cluster {
             nats,
             a,
             b,
-            pg: Some(pg),
-            dir,
-        })
+            config,
+            _pg: pg,
+            _dir: dir,
+        }
     }
 
     async fn stop(mut self) {
-        self.a.kill_9();
-        self.b.kill_9();
+        self.a.kill9();
+        self.b.kill9();
         self.nats.down();
-        if let Some(pg) = self.pg.take() {
-            pg.drop_db().await;
-        }
     }
 }
 
-/// An owner and `n` members of one group, signed in on node `base`.
-struct Team {
+/// An owner and `n` members of one free group, signed in on node `base` (the kit's
+/// care team lives in one in-process server; this one spans the nodes).
+struct Crew {
     owner: Client,
     members: Vec<(UserId, Client, String)>,
     group: GroupId,
     thread: ThreadId,
 }
 
-async fn team(base: &str, n: usize) -> Team {
+async fn crew(base: &str, n: usize) -> Crew {
     let admin = Client::new(base).unwrap();
     admin.login("admin", ADMIN_PASSWORD, None).await.unwrap();
     let mut users = Vec::new();
@@ -296,7 +174,7 @@ async fn team(base: &str, n: usize) -> Team {
                 login: login.clone(),
                 display_name: format!("看護師{i}"),
                 display_name_kana: None,
-                password: PASSWORD.into(),
+                password: USER_PASSWORD.into(),
                 profession: Profession::Nurse,
                 organization_id: None,
                 role: Some(UserRole::User),
@@ -305,7 +183,7 @@ async fn team(base: &str, n: usize) -> Team {
             .await
             .unwrap();
         let c = Client::new(base).unwrap();
-        c.login(&login, PASSWORD, None).await.unwrap();
+        c.login(&login, USER_PASSWORD, None).await.unwrap();
         users.push((u.id, c, login));
     }
     let (_, owner, _) = users.remove(0);
@@ -331,7 +209,7 @@ async fn team(base: &str, n: usize) -> Team {
             .await
             .unwrap();
     }
-    Team {
+    Crew {
         owner,
         members: users,
         group: group.id,
@@ -339,12 +217,12 @@ async fn team(base: &str, n: usize) -> Team {
     }
 }
 
-impl Team {
+impl Crew {
     /// One live socket per member on `node`, from the start of the thread.
-    async fn sockets_on(&self, node: &Node) -> Vec<Ws> {
+    async fn sockets_on(&self, node: &ServerProcess) -> Vec<WsClient> {
         let mut sockets = Vec::new();
         for (_, c, _) in &self.members {
-            sockets.push(Ws::open(&node.ws_url(), &token(c), &BTreeMap::new()).await);
+            sockets.push(WsClient::resuming(&node.ws_url(), &token(c), &BTreeMap::new()).await);
         }
         sockets
     }
@@ -352,61 +230,6 @@ impl Team {
 
 fn token(c: &Client) -> String {
     c.tokens().expect("signed in").access_token
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A raw websocket client: authenticates, resumes, and reads frames.
-struct Ws {
-    socket: Socket,
-}
-
-// A test helper: matched on directly, so not boxed.
-#[allow(clippy::large_enum_variant)]
-enum Got {
-    Frame(ServerFrame),
-    Closed,
-}
-
-impl Ws {
-    async fn open(url: &str, token: &str, resume: &BTreeMap<ThreadId, i64>) -> Ws {
-        let (socket, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
-        let mut ws = Ws { socket };
-        ws.send(json!({ "type": "auth", "token": token })).await;
-        match ws.next().await {
-            Got::Frame(ServerFrame::Ready { .. }) => {}
-            _ => panic!("expected ready"),
-        }
-        ws.send(json!({ "type": "resume", "threads": resume }))
-            .await;
-        ws
-    }
-
-    async fn send(&mut self, v: serde_json::Value) {
-        self.socket
-            .send(WsMessage::Text(v.to_string().into()))
-            .await
-            .expect("send");
-    }
-
-    /// The next frame, bounded by a generous timeout (a guard against hangs).
-    async fn next(&mut self) -> Got {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(30), self.socket.next()).await {
-                Ok(Some(Ok(WsMessage::Text(t)))) => {
-                    return Got::Frame(serde_json::from_str(t.as_str()).expect("frame"))
-                }
-                Ok(Some(Ok(WsMessage::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => {
-                    return Got::Closed
-                }
-                Ok(Some(Ok(_))) => continue,
-                Err(_) => panic!("no frame within 30 s"),
-            }
-        }
-    }
 }
 
 fn post(id: String) -> PostMessage {
@@ -419,30 +242,9 @@ fn post(id: String) -> PostMessage {
     }
 }
 
-/// Reads message seqs of `thread` until `want` have arrived (or the socket closes).
-async fn collect(ws: &mut Ws, thread: ThreadId, want: usize, seqs: &mut Vec<i64>) -> bool {
-    while seqs.len() < want {
-        match ws.next().await {
-            Got::Frame(ServerFrame::MessageCreated { message }) if message.thread_id == thread => {
-                seqs.push(message.seq)
-            }
-            Got::Frame(_) => {}
-            Got::Closed => return false,
-        }
-    }
-    true
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    tsunagu_no_postgres,
-    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
-)]
 async fn a_post_on_node_a_reaches_clients_on_node_b_exactly_once_in_order() {
-    let Some(cluster) = Cluster::start("cross-node delivery").await else {
-        return;
-    };
-    let t = team(&cluster.a.base, 3).await;
+    let cluster = Cluster::start().await;
+    let t = crew(&cluster.a.base, 3).await;
     let mut sockets = t.sockets_on(&cluster.b).await;
     let count = 60;
     for i in 0..count {
@@ -453,22 +255,15 @@ async fn a_post_on_node_a_reaches_clients_on_node_b_exactly_once_in_order() {
     }
     for ws in &mut sockets {
         let mut seqs = Vec::new();
-        assert!(collect(ws, t.thread, count, &mut seqs).await);
+        assert!(ws.collect_seqs(t.thread, count, &mut seqs).await);
         assert_eq!(seqs, (1..=count as i64).collect::<Vec<_>>());
     }
     cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    tsunagu_no_postgres,
-    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
-)]
 async fn clients_of_a_killed_node_resume_on_the_other_with_nothing_lost_or_doubled() {
-    let Some(mut cluster) = Cluster::start("kill -9 of a node").await else {
-        return;
-    };
-    let t = team(&cluster.a.base, 3).await;
+    let mut cluster = Cluster::start().await;
+    let t = crew(&cluster.a.base, 3).await;
     let mut sockets = t.sockets_on(&cluster.b).await;
     // A poster on node A keeps going while node B is killed.
     let total = 300usize;
@@ -487,18 +282,18 @@ async fn clients_of_a_killed_node_resume_on_the_other_with_nothing_lost_or_doubl
     // Kill B once the clients have seen some of it.
     let mut seen: Vec<Vec<i64>> = vec![Vec::new(); sockets.len()];
     for (ws, seqs) in sockets.iter_mut().zip(seen.iter_mut()) {
-        assert!(collect(ws, t.thread, 20, seqs).await);
+        assert!(ws.collect_seqs(t.thread, 20, seqs).await);
     }
-    cluster.b.kill_9();
+    cluster.b.kill9();
     // Each client reconnects to A and resumes from the last seq it holds.
     for (i, (ws, seqs)) in sockets.iter_mut().zip(seen.iter_mut()).enumerate() {
         // Until node B dies under it (or everything arrived first).
-        let _ = collect(ws, t.thread, total, seqs).await;
+        let _ = ws.collect_seqs(t.thread, total, seqs).await;
         if seqs.len() < total {
             let last = *seqs.last().unwrap_or(&0);
             let resume = BTreeMap::from([(t.thread, last)]);
-            *ws = Ws::open(&cluster.a.ws_url(), &token(&t.members[i].1), &resume).await;
-            assert!(collect(ws, t.thread, total, seqs).await);
+            *ws = WsClient::resuming(&cluster.a.ws_url(), &token(&t.members[i].1), &resume).await;
+            assert!(ws.collect_seqs(t.thread, total, seqs).await);
         }
     }
     poster.await.unwrap();
@@ -512,16 +307,9 @@ async fn clients_of_a_killed_node_resume_on_the_other_with_nothing_lost_or_doubl
     cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    tsunagu_no_postgres,
-    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
-)]
 async fn nats_away_for_ten_seconds_loses_no_acknowledged_post() {
-    let Some(mut cluster) = Cluster::start("NATS outage").await else {
-        return;
-    };
-    let t = team(&cluster.a.base, 2).await;
+    let mut cluster = Cluster::start().await;
+    let t = crew(&cluster.a.base, 2).await;
     let mut sockets = t.sockets_on(&cluster.b).await;
     let mut posted = 0usize;
     for _ in 0..10 {
@@ -553,43 +341,40 @@ async fn nats_away_for_ten_seconds_loses_no_acknowledged_post() {
     cluster.nats.up().await;
     for ws in &mut sockets {
         let mut seqs = Vec::new();
-        assert!(collect(ws, t.thread, posted, &mut seqs).await);
+        assert!(ws.collect_seqs(t.thread, posted, &mut seqs).await);
         assert_eq!(seqs, (1..=posted as i64).collect::<Vec<_>>());
     }
     assert_eq!(cluster.b.readyz().await["bus"], "connected");
     cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    tsunagu_no_postgres,
-    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
-)]
 async fn a_member_removed_on_node_a_loses_access_on_node_b_within_a_second() {
-    let Some(cluster) = Cluster::start("removal across nodes").await else {
-        return;
-    };
-    let t = team(&cluster.a.base, 2).await;
+    let cluster = Cluster::start().await;
+    let t = crew(&cluster.a.base, 2).await;
     let none = BTreeMap::new();
     let (removed_id, removed, _) = &t.members[0];
-    let mut gone = Ws::open(&cluster.b.ws_url(), &token(removed), &none).await;
-    let mut stays = Ws::open(&cluster.b.ws_url(), &token(&t.members[1].1), &none).await;
+    let mut gone = WsClient::resuming(&cluster.b.ws_url(), &token(removed), &none).await;
+    let mut stays = WsClient::resuming(&cluster.b.ws_url(), &token(&t.members[1].1), &none).await;
     // Both are live (a message reaches both).
     t.owner.post_text(t.thread, "before").await.unwrap();
     for ws in [&mut gone, &mut stays] {
         let mut seqs = Vec::new();
-        assert!(collect(ws, t.thread, 1, &mut seqs).await);
+        assert!(ws.collect_seqs(t.thread, 1, &mut seqs).await);
     }
     let started = Instant::now();
     t.owner.remove_member(t.group, *removed_id).await.unwrap();
     loop {
         match gone.next().await {
-            Got::Frame(ServerFrame::MemberRemoved { user_id, .. }) if user_id == *removed_id => {
+            Received::Frame(ServerFrame::MemberRemoved { user_id, .. })
+                if user_id == *removed_id =>
+            {
                 break
             }
-            Got::Frame(ServerFrame::MessageCreated { .. }) => panic!("no message after removal"),
-            Got::Frame(_) => {}
-            Got::Closed => break,
+            Received::Frame(ServerFrame::MessageCreated { .. }) => {
+                panic!("no message after removal")
+            }
+            Received::Frame(_) => {}
+            Received::Closed(_) => break,
         }
     }
     let took = started.elapsed();
@@ -599,36 +384,27 @@ async fn a_member_removed_on_node_a_loses_access_on_node_b_within_a_second() {
     // still gets everything.
     t.owner.post_text(t.thread, "after").await.unwrap();
     let mut seqs = Vec::new();
-    assert!(collect(&mut stays, t.thread, 1, &mut seqs).await);
+    assert!(stays.collect_seqs(t.thread, 1, &mut seqs).await);
     assert_eq!(seqs, vec![2]);
     gone.send(json!({ "type": "ping" })).await;
     loop {
         match gone.next().await {
-            Got::Frame(ServerFrame::Pong {}) | Got::Closed => break,
-            Got::Frame(ServerFrame::MessageCreated { .. }) => panic!("leaked after removal"),
-            Got::Frame(_) => {}
+            Received::Frame(ServerFrame::Pong {}) | Received::Closed(_) => break,
+            Received::Frame(ServerFrame::MessageCreated { .. }) => panic!("leaked after removal"),
+            Received::Frame(_) => {}
         }
     }
     cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    tsunagu_no_postgres,
-    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
-)]
 async fn a_password_reset_from_a_shell_closes_the_sockets_on_a_running_node() {
-    let Some(cluster) = Cluster::start("shell reset-password").await else {
-        return;
-    };
-    let t = team(&cluster.a.base, 1).await;
+    let cluster = Cluster::start().await;
+    let t = crew(&cluster.a.base, 1).await;
     let (_, member, login) = &t.members[0];
     let none = BTreeMap::new();
-    let mut on_a = Ws::open(&cluster.a.ws_url(), &token(member), &none).await;
-    let mut on_b = Ws::open(&cluster.b.ws_url(), &token(member), &none).await;
-    let nats = cluster.nats.url();
-    let db = cluster.pg.as_ref().unwrap().url.clone();
-    let status = node_command(cluster.dir.path(), &db, &nats)
+    let mut on_a = WsClient::resuming(&cluster.a.ws_url(), &token(member), &none).await;
+    let mut on_b = WsClient::resuming(&cluster.b.ws_url(), &token(member), &none).await;
+    let status = ServerProcess::command(SERVER_BIN, &cluster.config)
         .args(["admin", "reset-password", "--login", login])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -640,11 +416,11 @@ async fn a_password_reset_from_a_shell_closes_the_sockets_on_a_running_node() {
         let mut ended = false;
         loop {
             match ws.next().await {
-                Got::Frame(ServerFrame::Error { code, .. }) if code == "unauthenticated" => {
+                Received::Frame(ServerFrame::Error { code, .. }) if code == "unauthenticated" => {
                     ended = true
                 }
-                Got::Frame(_) => {}
-                Got::Closed => break,
+                Received::Frame(_) => {}
+                Received::Closed(_) => break,
             }
         }
         assert!(ended, "told the session has ended, then closed");
@@ -653,26 +429,19 @@ async fn a_password_reset_from_a_shell_closes_the_sockets_on_a_running_node() {
     cluster.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    tsunagu_no_postgres,
-    ignore = "cluster: set TSUNAGU_TEST_POSTGRES_URL to run it (needs nats-server too)"
-)]
 async fn a_removal_during_a_nats_outage_still_cuts_the_other_nodes_socket() {
-    let Some(mut cluster) = Cluster::start("removal while NATS is away").await else {
-        return;
-    };
-    let t = team(&cluster.a.base, 2).await;
+    let mut cluster = Cluster::start().await;
+    let t = crew(&cluster.a.base, 2).await;
     let none = BTreeMap::new();
     let (removed_id, removed, _) = &t.members[0];
-    let mut gone = Ws::open(&cluster.b.ws_url(), &token(removed), &none).await;
+    let mut gone = WsClient::resuming(&cluster.b.ws_url(), &token(removed), &none).await;
     // The other member posts through node B, where the removed member's socket is.
     let (_, _, stays_login) = &t.members[1];
     let on_b = Client::new(&cluster.b.base).unwrap();
-    on_b.login(stays_login, PASSWORD, None).await.unwrap();
+    on_b.login(stays_login, USER_PASSWORD, None).await.unwrap();
     on_b.post_text(t.thread, "before").await.unwrap();
     let mut seqs = Vec::new();
-    assert!(collect(&mut gone, t.thread, 1, &mut seqs).await);
+    assert!(gone.collect_seqs(t.thread, 1, &mut seqs).await);
 
     cluster.nats.down();
     t.owner.remove_member(t.group, *removed_id).await.unwrap();
@@ -683,11 +452,11 @@ async fn a_removal_during_a_nats_outage_still_cuts_the_other_nodes_socket() {
     gone.send(json!({ "type": "ping" })).await;
     loop {
         match gone.next().await {
-            Got::Frame(ServerFrame::Pong {}) | Got::Closed => break,
-            Got::Frame(ServerFrame::MessageCreated { message }) => {
+            Received::Frame(ServerFrame::Pong {}) | Received::Closed(_) => break,
+            Received::Frame(ServerFrame::MessageCreated { message }) => {
                 panic!("seq {} reached a removed member", message.seq)
             }
-            Got::Frame(_) => {}
+            Received::Frame(_) => {}
         }
     }
     cluster.nats.up().await;

@@ -138,10 +138,11 @@ macro_rules! rule {
             async fn sqlite() {
                 super::$name(super::Backend::Sqlite).await
             }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            #[cfg_attr(tsunagu_no_postgres, ignore = "PostgreSQL half: set TSUNAGU_TEST_POSTGRES_URL to run it")]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
+            tsunagu_testkit::__gate_postgres! {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(super::Backend::Postgres).await
+                }
             }
         }
     )* };
@@ -886,12 +887,10 @@ async fn batch_writes_extend_the_thread_and_the_audit_chain_like_single_ones(bac
 
 // ---- both at once ---------------------------------------------------------------------
 
+// Needs both databases: ignored (with the reason) where PostgreSQL is not configured.
+tsunagu_testkit::__gate_postgres! {
 /// Every answer above, on SQLite and on PostgreSQL, compared with each other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    tsunagu_no_postgres,
-    ignore = "needs both databases: set TSUNAGU_TEST_POSTGRES_URL to run it"
-)]
 async fn sqlite_and_postgresql_give_the_same_answers() {
     // Fresh databases for each kind of answer, as in the tests above.
     let both = || async { (open(Backend::Sqlite).await, open(Backend::Postgres).await) };
@@ -928,15 +927,14 @@ async fn sqlite_and_postgresql_give_the_same_answers() {
         "NULL order"
     );
 }
+}
 
+// Needs both databases: ignored (with the reason) where PostgreSQL is not configured.
+tsunagu_testkit::__gate_postgres! {
 /// The CHECK constraints of both schemas, by name (`<table>_<column>_check`, as both
 /// migrations spell them and as PostgreSQL names an unnamed column CHECK); and every
 /// PostgreSQL text column is `COLLATE "C"` — the rule a new migration must follow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(
-    tsunagu_no_postgres,
-    ignore = "needs both databases: set TSUNAGU_TEST_POSTGRES_URL to run it"
-)]
 async fn both_schemas_have_the_same_checks_and_postgresql_text_is_collate_c() {
     let (lite, post) = (open(Backend::Sqlite).await, open(Backend::Postgres).await);
     let mut conn = lite.store.conn().await.unwrap();
@@ -995,4 +993,5 @@ async fn both_schemas_have_the_same_checks_and_postgresql_text_is_collate_c() {
         not_c.is_empty(),
         "text columns without COLLATE \"C\" on PostgreSQL: {not_c:?}"
     );
+}
 }

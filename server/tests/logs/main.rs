@@ -1,16 +1,13 @@
-//! Logs carry ids, never message text, patient data, file names or tokens. One test in a
-//! binary of its own, because it installs the process-wide log subscriber.
-
-#[path = "../api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
+//! Logs carry ids, never message text, patient data, file names or tokens. A binary of
+//! its own, because it installs the process-wide log subscriber.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tracing_subscriber::fmt::MakeWriter;
 use tsunagu_protocol::accounts::UserRole;
 use tsunagu_protocol::messaging::{CreateGroup, GroupKind, PatientProfile};
+use tsunagu_testkit::{each_backend, spawn_app, Backend, ADMIN_PASSWORD, USER_PASSWORD};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -32,22 +29,32 @@ impl<'a> MakeWriter<'a> for Capture {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_name_ids_but_never_text_names_files_or_tokens() {
-    let capture = Capture::default();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            "debug,hyper=info,h2=info,rustls=info,tungstenite=info,tokio_tungstenite=info",
-        )
-        .with_writer(capture.clone())
-        .init();
+/// Everything logged in this process, as JSON lines. Installed once, before the first
+/// server starts, and shared by both halves: each checks the whole capture, which only
+/// makes its check stricter.
+fn capture() -> &'static Capture {
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture = Capture::default();
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(
+                "debug,hyper=info,h2=info,rustls=info,tungstenite=info,tokio_tungstenite=info",
+            )
+            .with_writer(capture.clone())
+            .init();
+        capture
+    })
+}
 
+each_backend!(logs_name_ids_but_never_text_names_files_or_tokens);
+
+async fn logs_name_ids_but_never_text_names_files_or_tokens(backend: Backend) {
+    let capture = capture();
     let mut secrets = Vec::new();
-    for backend in [helpers::Backend::Sqlite, helpers::Backend::Postgres] {
-        let Some(app) = helpers::spawn_app(backend).await else {
-            continue;
-        };
+    // The server is stopped (dropped) before its logs are read.
+    {
+        let app = spawn_app(backend).await;
         let (_, nurse) = app.create_user("log.nurse", UserRole::User).await;
         let group = nurse
             .create_group(&CreateGroup {
@@ -120,8 +127,8 @@ async fn logs_name_ids_but_never_text_names_files_or_tokens() {
         "FILE-CONTENT-MARKER",
         "PASSWORD-MARKER",
         "TOKEN-MARKER",
-        helpers::ADMIN_PASSWORD,
-        helpers::USER_PASSWORD,
+        ADMIN_PASSWORD,
+        USER_PASSWORD,
     ] {
         assert!(!logs.contains(marker), "{marker} leaked into the logs");
     }

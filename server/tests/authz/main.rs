@@ -1,9 +1,0 @@
-//! The authorisation matrix of the messaging API: every route and websocket event
-//! against every kind of caller who must be refused, on SQLite and on PostgreSQL
-//! (`TSUNAGU_TEST_POSTGRES_URL`).
-
-#[allow(dead_code)]
-#[path = "../api/helpers.rs"]
-mod helpers;
-
-mod matrix;
