@@ -82,7 +82,12 @@ pub async fn get_group(
     patch, path = "/api/v1/groups/{id}", tag = "groups",
     params(("id" = uuid::Uuid, Path, description = "Group id")),
     request_body = UpdateGroup,
-    responses((status = 200, body = Group), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = Group),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "A patient profile for a free group", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn update_group(

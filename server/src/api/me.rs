@@ -13,7 +13,7 @@ use super::AppState;
 
 /// The caller, their region and organisation, and any action pending on their account.
 #[utoipa::path(
-    get, path = "/api/v1/me", tag = "me",
+    get, path = "/api/v1/me", tag = "me", operation_id = "get_me",
     responses(
         (status = 200, body = Me),
         (status = 401, body = ErrorBody),
@@ -71,6 +71,7 @@ pub async fn totp_begin(
     responses(
         (status = 204, description = "Enabled"),
         (status = 401, description = "`invalid_totp`", body = ErrorBody),
+        (status = 409, description = "TOTP is already enabled", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -383,6 +383,13 @@ impl Domain {
         req: ResetPassword,
         meta: &RequestMeta,
     ) -> Result<User> {
+        // Without the current password (POST /me/password asks for it), a stolen admin
+        // session could take the account over for good.
+        if id == admin.session().user_id() {
+            return Err(DomainError::Conflict(
+                "change your own password with POST /api/v1/me/password".into(),
+            ));
+        }
         let (row, region) = {
             let mut conn = self.store().conn().await?;
             (
@@ -442,6 +449,12 @@ impl Domain {
         id: UserId,
         meta: &RequestMeta,
     ) -> Result<User> {
+        // A stolen admin session must not be able to strip its own second factor.
+        if id == admin.session().user_id() {
+            return Err(DomainError::Conflict(
+                "another administrator must reset your second factor".into(),
+            ));
+        }
         let row = {
             let mut conn = self.store().conn().await?;
             find_user(&mut conn, admin, id).await?

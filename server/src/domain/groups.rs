@@ -238,8 +238,9 @@ impl Domain {
             changed.push("description");
         }
         if let Some(p) = &req.patient {
+            // The request is well-formed; the group's kind refuses it.
             if row.kind != GroupKind::Patient.as_str() {
-                return Err(DomainError::Invalid(
+                return Err(DomainError::Conflict(
                     "free groups carry no patient data".into(),
                 ));
             }
