@@ -41,6 +41,7 @@ pub struct UploadQuery {
         (status = 404, body = ErrorBody),
         (status = 413, description = "Larger than the region allows", body = ErrorBody),
         (status = 415, description = "Kind not allowed, or a multipart/JSON body", body = ErrorBody),
+        (status = 409, description = "The group is archived", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

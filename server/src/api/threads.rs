@@ -34,7 +34,12 @@ pub async fn get_thread(
     post, path = "/api/v1/threads/{id}/members", tag = "threads",
     params(("id" = uuid::Uuid, Path, description = "Thread id")),
     request_body = AddThreadMember,
-    responses((status = 200, body = Thread), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = Thread),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Already a member of the thread, or the group is archived", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn add_thread_member(

@@ -187,7 +187,7 @@ impl Domain {
         meta: &RequestMeta,
     ) -> Result<User> {
         let NewUser { region, req } = new;
-        let (login, login_key) = validate::login(req.login.trim())?;
+        let (login, login_key) = validate::login(&req.login)?;
         let display_name = validate::name("display_name", &req.display_name, 100)?;
         let kana = req
             .display_name_kana

@@ -50,14 +50,13 @@ pub struct Download {
 /// Refuses names that could mislead or break something downstream: control
 /// characters, path separators, `.`/`..`, over-long names.
 pub fn check_file_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    let bad = name.is_empty()
-        || name == "."
-        || name == ".."
-        || name
-            .chars()
-            .any(|c| c.is_control() || c == '/' || c == '\\')
+    // Characters and length as sent (as the published pattern states them), then trimmed.
+    let bad_chars = name
+        .chars()
+        .any(|c| c.is_control() || c == '/' || c == '\\')
         || name.chars().count() > MAX_NAME_CHARS;
+    let name = name.trim();
+    let bad = bad_chars || name.is_empty() || name == "." || name == "..";
     if bad {
         return Err(DomainError::Invalid(format!(
             "file names need 1 to {MAX_NAME_CHARS} characters without control characters or path separators"
@@ -636,8 +635,9 @@ impl Domain {
     /// Messages and files matching `q` (a substring, Japanese included) that the caller
     /// may see.
     pub async fn search(&self, member: &Member, q: &str) -> Result<SearchResults> {
+        let too_long = q.chars().count() > 200;
         let q = q.trim();
-        if q.is_empty() || q.chars().count() > 200 {
+        if q.is_empty() || too_long {
             return Err(DomainError::Invalid(
                 "q must have 1 to 200 characters".into(),
             ));
