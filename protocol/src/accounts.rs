@@ -82,6 +82,7 @@ pub struct OrganizationList {
 /// `POST /api/v1/admin/organizations`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"name": "さいたま訪問看護ステーション", "kind": "visiting_nursing_station"})))]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrganization {
     #[cfg_attr(
@@ -146,6 +147,7 @@ pub struct UserList {
 /// `POST /api/v1/admin/users`
 #[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"login": "nurse.sato", "display_name": "佐藤 看護師", "password": "sato nurse passphrase", "profession": "nurse", "must_change_password": false})))]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
     /// 3–64 of `a-z A-Z 0-9 . _ @ -`; compared without regard to case.

@@ -107,6 +107,7 @@ pub struct PatientProfile {
 /// `POST /api/v1/groups`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"kind": "patient", "name": "山田 太郎 様", "patient": {"name": "山田 太郎", "name_kana": "ヤマダ タロウ", "birth_date": "1938-04-01", "sex": "male", "care_level": "care_3"}})))]
 #[serde(deny_unknown_fields)]
 pub struct CreateGroup {
     pub kind: GroupKind,
@@ -301,6 +302,7 @@ pub struct JoinRequestList {
 /// `POST /api/v1/groups/{id}/threads`: a 内緒話 thread.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"title": "主治医と相談", "member_ids": []})))]
 #[serde(deny_unknown_fields)]
 pub struct CreateThread {
     #[cfg_attr(
@@ -355,6 +357,7 @@ pub struct AddThreadMember {
 /// returns the original message instead of posting twice.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"body": "本日の訪問: バイタル安定。", "client_msg_id": "c0ffee00-visit-2026-11-24"})))]
 #[serde(deny_unknown_fields)]
 pub struct PostMessage {
     /// Up to the server's `messages.max_body_chars` (default 10000) characters.
@@ -465,6 +468,7 @@ pub struct MessageHistory {
 /// `POST /api/v1/threads/{id}/messages/{message_id}/reactions`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"emoji": "👍"})))]
 #[serde(deny_unknown_fields)]
 pub struct AddReaction {
     /// 1–16 characters, no spaces or control characters.

@@ -31,18 +31,24 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(mut value) =
-            axum::Json::<serde_json::Value>::from_request(req, state).await?;
-        if !value.is_object() {
-            return Err(ApiError::invalid("the body must be a JSON object"));
-        }
-        integral_floats_to_integers(&mut value);
-        serde_path_to_error::deserialize(value)
-            .map(AppJson)
-            // The message names the field and what was expected; it never echoes the
-            // submitted value.
-            .map_err(|e| ApiError::invalid(format!("invalid body: {e}")))
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        json_object(value).map(AppJson)
     }
+}
+
+/// A request body read as [`AppJson`] reads it: a JSON object, integers as JSON Schema
+/// counts them.
+pub fn json_object<T: serde::de::DeserializeOwned>(
+    mut value: serde_json::Value,
+) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    }
+    integral_floats_to_integers(&mut value);
+    serde_path_to_error::deserialize(value)
+        // The message names the field and what was expected; it never echoes the
+        // submitted value.
+        .map_err(|e| ApiError::invalid(format!("invalid body: {e}")))
 }
 
 /// `3.0` becomes `3`, recursively; other numbers stay as they are (out-of-range and
