@@ -86,7 +86,6 @@ pub async fn get_group(
         (status = 200, body = Group),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "A patient profile for a free group", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

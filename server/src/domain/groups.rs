@@ -238,9 +238,8 @@ impl Domain {
             changed.push("description");
         }
         if let Some(p) = &req.patient {
-            // The request is well-formed; the group's kind refuses it.
             if row.kind != GroupKind::Patient.as_str() {
-                return Err(DomainError::Conflict(
+                return Err(DomainError::Invalid(
                     "free groups carry no patient data".into(),
                 ));
             }
