@@ -148,8 +148,8 @@ impl Modify for CommonResponses {
 }
 
 /// Rules the derives cannot state: a patient group carries a patient profile and a free
-/// group none; the file-access report filters by `file_*` actions only; the logout body
-/// is optional.
+/// group none; a patient-side member is a plain `member`; the file-access report filters
+/// by `file_*` actions only; the logout body is optional.
 struct Rules;
 
 impl Modify for Rules {
@@ -178,6 +178,22 @@ impl Modify for Rules {
                     );
                 let combined: RefOr<Schema> = AllOfBuilder::new().item(derived).item(rule).into();
                 components.schemas.insert("CreateGroup".into(), combined);
+            }
+            if let Some(derived) = components.schemas.remove("AddMember") {
+                // Not both `patient_side: true` and a managing role (utoipa has no `not`).
+                let only =
+                    |values: [serde_json::Value; 2]| ObjectBuilder::new().enum_values(Some(values));
+                let rule = utoipa::openapi::schema::AnyOfBuilder::new()
+                    .item(ObjectBuilder::new().property(
+                        "patient_side",
+                        only([serde_json::Value::Bool(false), serde_json::Value::Null]),
+                    ))
+                    .item(
+                        ObjectBuilder::new()
+                            .property("role", only(["member".into(), serde_json::Value::Null])),
+                    );
+                let combined: RefOr<Schema> = AllOfBuilder::new().item(derived).item(rule).into();
+                components.schemas.insert("AddMember".into(), combined);
             }
         }
 
