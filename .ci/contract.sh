@@ -70,6 +70,7 @@ status=0
     "$VENV/bin/schemathesis" --config-file "$ROOT/.ci/contract/schemathesis.toml" run "$URL/api/v1/openapi.json" \
         --phases examples,coverage,fuzzing,stateful \
         --seed "$SEED" \
+        --max-time "${CONTRACT_MAX_TIME:-150}" \
         --workers 1 \
         --no-color
 ) || status=$?
