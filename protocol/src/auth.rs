@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// `POST /api/v1/auth/login`. `totp` is needed only when the account has a second factor.
 #[derive(Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"login": "nurse.sato", "password": "sato nurse passphrase"})))]
 pub struct LoginRequest {
     pub login: String,
     pub password: String,

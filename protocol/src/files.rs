@@ -83,11 +83,42 @@ pub struct FileList {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct UpdateFile {
+    /// Like a file name: no control characters or path separators, not `.` or `..`;
+    /// blank removes the file from its folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            max_length = 255,
+            pattern = r"^(?:[^\S\u001c-\u001f]*|(?![^\S\u001c-\u001f]*\.\.?[^\S\u001c-\u001f]*$)[^\u0000-\u001f\u007f-\u009f/\\]*[^\s\u0000-\u001f\u007f-\u009f/\\][^\u0000-\u001f\u007f-\u009f/\\]*)$"
+        )
+    )]
     pub folder: Option<String>,
+    /// Up to 20 tags of 1–50 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<Tag>>, max_items = 20))]
     pub tags: Option<Vec<String>>,
 }
+
+/// A tag as `PATCH /api/v1/files/{id}` takes it: 1–50 characters, not blank, no control
+/// characters. Only the schema uses this type; the wire carries plain strings.
+#[cfg(feature = "openapi")]
+pub struct Tag;
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Tag {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(50))
+            .pattern(Some(crate::NAME_PATTERN))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Tag {}
 
 /// `GET /api/v1/search?q=`: messages and files the caller may see.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -55,6 +55,11 @@ pub mod ws;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 
+/// What the server takes as a name (display names, titles, tags…), as a JSON Schema
+/// pattern: not blank, no control characters. The schema attributes spell it out where
+/// they need a literal.
+pub const NAME_PATTERN: &str = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$";
+
 /// Version of the REST/websocket protocol described by this crate. The server sends it
 /// in the [`VERSION_HEADER`] so an SDK can warn when it talks to an incompatible server.
 pub const PROTOCOL_VERSION: &str = "1";

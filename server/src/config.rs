@@ -57,7 +57,9 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
-    /// Largest JSON body accepted, in bytes.
+    /// Largest JSON body accepted, in bytes. The default fits the largest body the
+    /// published schema allows in any JSON encoding (a 10 000-character message of
+    /// `\uXXXX\uXXXX` escapes is 120 kB), so that no schema-valid request meets a 413.
     pub max_body_bytes: usize,
     /// Requests taking longer are answered 408 (uploads get their own limit later).
     pub request_timeout_secs: u64,
@@ -358,7 +360,7 @@ impl Default for Config {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            max_body_bytes: 64 * 1024,
+            max_body_bytes: 256 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 20,
             trust_forwarded_for: false,

@@ -274,7 +274,12 @@ pub async fn reactivate_user(
     post, path = "/api/v1/admin/users/{id}/reset-password", tag = "admin",
     params(("id" = uuid::Uuid, Path, description = "User id")),
     request_body = ResetPassword,
-    responses((status = 200, body = User), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = User),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Your own account: use `POST /api/v1/me/password`", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn reset_password(
@@ -297,7 +302,11 @@ pub async fn reset_password(
 #[utoipa::path(
     post, path = "/api/v1/admin/users/{id}/reset-totp", tag = "admin",
     params(("id" = uuid::Uuid, Path, description = "User id")),
-    responses((status = 200, body = User), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = User),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Your own account: another administrator resets it", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn reset_totp(

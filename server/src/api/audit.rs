@@ -35,6 +35,7 @@ pub struct AuditReportQuery {
     /// `json` (default: one page) or `csv` (every matching entry, streamed).
     pub format: Option<ReportFormat>,
     /// Entries about this file.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub file_id: Option<String>,
     /// Entries whose actor is this user.
     pub user_id: Option<UserId>,
@@ -43,17 +44,67 @@ pub struct AuditReportQuery {
     /// Entries whose actor belonged to this organisation.
     pub organization_id: Option<OrganizationId>,
     /// One action, e.g. `file_downloaded`, `login_failed`.
+    #[param(schema_with = action_schema)]
     pub action: Option<String>,
     /// `success`, `failure` or `denied`.
+    #[param(schema_with = outcome_schema)]
     pub outcome: Option<String>,
     /// Entries at or after this time (RFC 3339 or Unix milliseconds; inclusive).
+    #[param(schema_with = time_schema)]
     pub from: Option<String>,
     /// Entries before this time (RFC 3339 or Unix milliseconds; exclusive).
+    #[param(schema_with = time_schema)]
     pub to: Option<String>,
     /// `format=json`: the `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// `format=json`: entries per page, 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+}
+
+/// The audit actions, as the `action` filter takes them. (The file-access report takes
+/// the `file_*` ones only; `openapi.rs` narrows its copy.)
+pub fn action_schema() -> utoipa::openapi::Object {
+    actions_schema(|_| true)
+}
+
+pub fn actions_schema(keep: impl Fn(&crate::audit::Action) -> bool) -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(
+            crate::audit::Action::ALL
+                .iter()
+                .filter(|a| keep(a))
+                .map(|a| a.as_str()),
+        ))
+        .build()
+}
+
+fn outcome_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["success", "failure", "denied"]))
+        .build()
+}
+
+/// RFC 3339 (any offset) or Unix milliseconds.
+fn time_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, OneOfBuilder, Schema, SchemaFormat, Type};
+    use utoipa::openapi::ObjectBuilder;
+    let one_of = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[+-]?[0-9]{1,18}$")),
+        )
+        .build();
+    Schema::OneOf(one_of)
 }
 
 impl AuditReportQuery {
@@ -86,7 +137,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// Every audit entry of the caller's region: security events and file access.
 #[utoipa::path(
-    get, path = "/api/v1/admin/audit/events", tag = "audit",
+    get, path = "/api/v1/admin/audit/events", tag = "audit", operation_id = "audit_events",
     params(AuditReportQuery),
     responses(
         (status = 200, description = "A page (`format=json`) or the whole report (`format=csv`, \
@@ -111,7 +162,7 @@ pub async fn events(
 /// File access in the caller's region: uploads, metadata views, downloads, deletions
 /// and refused attempts (`file_*` actions).
 #[utoipa::path(
-    get, path = "/api/v1/admin/audit/file-access", tag = "audit",
+    get, path = "/api/v1/admin/audit/file-access", tag = "audit", operation_id = "audit_file_access",
     params(AuditReportQuery),
     responses(
         (status = 200, description = "A page (`format=json`) or the whole report (`format=csv`, \
@@ -187,7 +238,7 @@ async fn report(
 /// Re-hashes the whole audit chain and checks every signed checkpoint; names the first
 /// entry that was modified, removed, inserted or reordered.
 #[utoipa::path(
-    get, path = "/api/v1/admin/audit/verify", tag = "audit",
+    get, path = "/api/v1/admin/audit/verify", tag = "audit", operation_id = "verify_audit",
     responses(
         (status = 200, description = "The result, intact or not", body = AuditVerification),
         (status = 403, body = ErrorBody),

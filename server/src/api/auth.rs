@@ -95,15 +95,14 @@ pub async fn logout(
     let refresh = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        serde_json::from_slice::<LogoutRequest>(&body)
-            .map_err(|_| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::MalformedJson,
-                    "the body is not a logout request",
-                )
-            })?
-            .refresh_token
+        let value = serde_json::from_slice(&body).map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::MalformedJson,
+                "the body is not a logout request",
+            )
+        })?;
+        super::extract::json_object::<LogoutRequest>(value)?.refresh_token
     };
     state
         .domain

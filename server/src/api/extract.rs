@@ -15,9 +15,60 @@ use crate::audit::RequestMeta;
 use crate::domain::{Member, RegionAdmin, Session};
 
 /// `Json` whose rejections (syntax, wrong content type, too large) use our error body.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+///
+/// Every request body of the API is a JSON object, read as JSON Schema (the published
+/// contract) reads it, not as serde alone would: a body that is not an object (serde
+/// would fill a struct from an array) is refused, and a number with a zero fraction
+/// (`3.0`, `1e3`) is an integer, as JSON Schema's `integer` says.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        json_object(value).map(AppJson)
+    }
+}
+
+/// A request body read as [`AppJson`] reads it: a JSON object, integers as JSON Schema
+/// counts them.
+pub fn json_object<T: serde::de::DeserializeOwned>(
+    mut value: serde_json::Value,
+) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::invalid("the body must be a JSON object"));
+    }
+    integral_floats_to_integers(&mut value);
+    serde_path_to_error::deserialize(value)
+        // The message names the field and what was expected; it never echoes the
+        // submitted value.
+        .map_err(|e| ApiError::invalid(format!("invalid body: {e}")))
+}
+
+/// `3.0` becomes `3`, recursively; other numbers stay as they are (out-of-range and
+/// fractional values are then refused by the field's type).
+fn integral_floats_to_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                // Exactly representable range: beyond 2^53 a float is no exact integer.
+                if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
+}
 
 impl<T: Serialize> IntoResponse for AppJson<T> {
     fn into_response(self) -> Response {

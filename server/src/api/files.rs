@@ -23,7 +23,10 @@ use utoipa_axum::routes;
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
-    /// The file name, URL-encoded UTF-8 (or send it in `X-File-Name`, percent-encoded).
+    /// The file name, URL-encoded UTF-8: 1–255 characters, no control characters or path
+    /// separators, not `.` or `..`. (A client that cannot put it in the query may send it
+    /// percent-encoded in `X-File-Name` instead.)
+    #[param(required = true, value_type = String, min_length = 1, max_length = 255, pattern = r"^(?![^\S\u001c-\u001f]*\.\.?[^\S\u001c-\u001f]*$)[^\u0000-\u001f\u007f-\u009f/\\]*[^\s\u0000-\u001f\u007f-\u009f/\\][^\u0000-\u001f\u007f-\u009f/\\]*$")]
     pub name: Option<String>,
 }
 
@@ -47,7 +50,7 @@ pub(super) fn transfer_routes() -> OpenApiRouter<AppState> {
 /// multipart/form-data or JSON); it is streamed, encrypted and stored, and answered
 /// only once committed. The kind is detected from the content.
 #[utoipa::path(
-    post, path = "/api/v1/threads/{id}/files", tag = "files",
+    post, path = "/api/v1/threads/{id}/files", tag = "files", operation_id = "upload_file",
     params(("id" = uuid::Uuid, Path, description = "Thread id"), UploadQuery),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
@@ -56,6 +59,7 @@ pub(super) fn transfer_routes() -> OpenApiRouter<AppState> {
         (status = 404, body = ErrorBody),
         (status = 413, description = "Larger than the region allows", body = ErrorBody),
         (status = 415, description = "Kind not allowed, or a multipart/JSON body", body = ErrorBody),
+        (status = 409, description = "The group is archived", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -123,7 +127,7 @@ async fn upload_inner(
 }
 
 #[utoipa::path(
-    get, path = "/api/v1/files/{id}", tag = "files",
+    get, path = "/api/v1/files/{id}", tag = "files", operation_id = "get_file",
     params(("id" = uuid::Uuid, Path, description = "File id")),
     responses((status = 200, body = FileInfo), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -145,7 +149,7 @@ pub async fn metadata(
 
 /// Organise a file: folder and tags (its uploader or a group owner/admin).
 #[utoipa::path(
-    patch, path = "/api/v1/files/{id}", tag = "files",
+    patch, path = "/api/v1/files/{id}", tag = "files", operation_id = "update_file",
     params(("id" = uuid::Uuid, Path, description = "File id")),
     request_body = UpdateFile,
     responses((status = 200, body = FileInfo), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -169,7 +173,7 @@ pub async fn update(
 
 /// Delete a file: its key is destroyed (crypto-shredding), then its blob.
 #[utoipa::path(
-    delete, path = "/api/v1/files/{id}", tag = "files",
+    delete, path = "/api/v1/files/{id}", tag = "files", operation_id = "delete_file",
     params(("id" = uuid::Uuid, Path, description = "File id")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -244,11 +248,12 @@ pub fn content_disposition(name: &str) -> String {
 /// Download (streamed; `Range: bytes=a-b` answered with 206 and only the segments
 /// needed decrypted).
 #[utoipa::path(
-    get, path = "/api/v1/files/{id}/content", tag = "files",
+    get, path = "/api/v1/files/{id}/content", tag = "files", operation_id = "download_file",
     params(("id" = uuid::Uuid, Path, description = "File id")),
     responses(
-        (status = 200, description = "The file", content_type = "application/octet-stream"),
-        (status = 206, description = "The requested range"),
+        (status = 200, description = "The file, with the type detected from its content \
+            (`application/pdf`, `image/png`, `text/plain; charset=utf-8`, …)", content_type = "*/*"),
+        (status = 206, description = "The requested range", content_type = "*/*"),
         (status = 404, body = ErrorBody),
         (status = 416, body = ErrorBody),
         (status = 500, description = "`integrity_error`: the stored data was corrupted or tampered with", body = ErrorBody),
@@ -343,13 +348,32 @@ pub struct LibraryParams {
     /// Substring of the name (Japanese welcome).
     pub q: Option<String>,
     /// Uploaded at or after (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Uploaded before (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// newest (default), oldest, name, largest.
+    #[param(value_type = Option<LibrarySortParam>)]
     pub sort: Option<String>,
+    /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
+}
+
+/// The orders the library can be listed in (only the schema uses this type).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(as = LibrarySort)]
+#[allow(dead_code)]
+#[serde(rename_all = "snake_case")]
+pub enum LibrarySortParam {
+    Newest,
+    Oldest,
+    Name,
+    Largest,
 }
 
 fn parse_time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
@@ -364,7 +388,7 @@ fn parse_time(field: &str, v: &Option<String>) -> ApiResult<Option<i64>> {
 
 /// The group's file library: only files of threads the caller is in.
 #[utoipa::path(
-    get, path = "/api/v1/groups/{id}/files", tag = "files",
+    get, path = "/api/v1/groups/{id}/files", tag = "files", operation_id = "list_files",
     params(("id" = uuid::Uuid, Path, description = "Group id"), LibraryParams),
     responses((status = 200, body = FileList), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
@@ -412,7 +436,9 @@ pub async fn library(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// Text to find in messages and file names (a substring; Japanese welcome).
+    /// Text to find in messages and file names (a substring; Japanese welcome): 1–200
+    /// characters, not blank.
+    #[param(min_length = 1, max_length = 200, pattern = r"\S")]
     pub q: String,
 }
 

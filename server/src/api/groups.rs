@@ -107,7 +107,11 @@ pub async fn get_group(
     patch, path = "/api/v1/groups/{id}", tag = "groups",
     params(("id" = uuid::Uuid, Path, description = "Group id")),
     request_body = UpdateGroup,
-    responses((status = 200, body = Group), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = Group),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn update_group(
@@ -196,7 +200,12 @@ pub async fn add_member(
     patch, path = "/api/v1/groups/{id}/members/{user_id}", tag = "groups",
     params(("id" = uuid::Uuid, Path, description = "Group id"), ("user_id" = uuid::Uuid, Path, description = "User id")),
     request_body = UpdateMember,
-    responses((status = 200, body = Member), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = Member),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The group would be left without an owner", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn update_member(
@@ -310,7 +319,7 @@ pub async fn list_join_requests(
 #[utoipa::path(
     post, path = "/api/v1/groups/{id}/join-requests/{user_id}/approve", tag = "groups",
     params(("id" = uuid::Uuid, Path, description = "Group id"), ("user_id" = uuid::Uuid, Path, description = "User id")),
-    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Already a member", body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn approve_join_request(

@@ -24,7 +24,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 
 /// The caller, their region and organisation, and any action pending on their account.
 #[utoipa::path(
-    get, path = "/api/v1/me", tag = "me",
+    get, path = "/api/v1/me", tag = "me", operation_id = "get_me",
     responses(
         (status = 200, body = Me),
         (status = 401, body = ErrorBody),
@@ -86,6 +86,7 @@ pub async fn totp_begin(
     responses(
         (status = 204, description = "Enabled"),
         (status = 401, description = "`invalid_totp`", body = ErrorBody),
+        (status = 409, description = "TOTP is already enabled", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

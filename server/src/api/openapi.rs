@@ -15,7 +15,8 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         tsunagu_protocol::ErrorBody,
         tsunagu_protocol::ErrorCode,
-        crate::api::audit::ReportFormat
+        crate::api::audit::ReportFormat,
+        crate::api::files::LibrarySortParam,
     )),
     tags(
         (name = "auth", description = "Sign-in and tokens"),
@@ -120,6 +121,392 @@ impl Modify for CommonResponses {
     }
 }
 
+/// Rules the derives cannot state: a patient group carries a patient profile and a free
+/// group none; a patient-side member is a plain `member`; the file-access report filters
+/// by `file_*` actions only; the logout body is optional.
+struct Rules;
+
+impl Modify for Rules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{AllOfBuilder, OneOfBuilder, Schema, Type};
+        use utoipa::openapi::{ObjectBuilder, Ref, RefOr, Required};
+
+        if let Some(components) = openapi.components.as_mut() {
+            if let Some(derived) = components.schemas.remove("CreateGroup") {
+                let kind = |k: &str| {
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([k]))
+                };
+                let rule = OneOfBuilder::new()
+                    .item(
+                        ObjectBuilder::new()
+                            .property("kind", kind("patient"))
+                            .property("patient", Ref::from_schema_name("PatientProfile"))
+                            .required("patient"),
+                    )
+                    .item(
+                        ObjectBuilder::new()
+                            .property("kind", kind("free"))
+                            .property("patient", ObjectBuilder::new().schema_type(Type::Null)),
+                    );
+                let combined: RefOr<Schema> = AllOfBuilder::new().item(derived).item(rule).into();
+                components.schemas.insert("CreateGroup".into(), combined);
+            }
+            if let Some(derived) = components.schemas.remove("AddMember") {
+                // Not both `patient_side: true` and a managing role (utoipa has no `not`).
+                let only =
+                    |values: [serde_json::Value; 2]| ObjectBuilder::new().enum_values(Some(values));
+                let rule = utoipa::openapi::schema::AnyOfBuilder::new()
+                    .item(ObjectBuilder::new().property(
+                        "patient_side",
+                        only([serde_json::Value::Bool(false), serde_json::Value::Null]),
+                    ))
+                    .item(
+                        ObjectBuilder::new()
+                            .property("role", only(["member".into(), serde_json::Value::Null])),
+                    );
+                let combined: RefOr<Schema> = AllOfBuilder::new().item(derived).item(rule).into();
+                components.schemas.insert("AddMember".into(), combined);
+            }
+        }
+
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path == "/api/v1/admin/audit/file-access" {
+                let params = item.get.as_mut().and_then(|op| op.parameters.as_mut());
+                for p in params.into_iter().flatten() {
+                    if p.name == "action" {
+                        p.schema =
+                            Some(super::audit::actions_schema(|a| a.is_file_access()).into());
+                    }
+                }
+            }
+            // Optional bodies: logout works with the access token alone, and an upload
+            // without a body is a file of zero bytes.
+            if path == "/api/v1/auth/logout" || path == "/api/v1/threads/{id}/files" {
+                if let Some(body) = item.post.as_mut().and_then(|op| op.request_body.as_mut()) {
+                    body.required = Some(Required::False);
+                }
+            }
+        }
+    }
+}
+
+/// OpenAPI links: which ids an answer hands to which operations, so that generated
+/// clients (and schemathesis' stateful phase) can follow them.
+struct Links;
+
+/// `(from operation, status, link name, to operation, [(parameter, expression)], body)`.
+type LinkRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<&'static str>,
+);
+
+const ID: &[(&str, &str)] = &[("id", "$response.body#/id")];
+const MAIN: &[(&str, &str)] = &[("id", "$response.body#/main_thread_id")];
+const MESSAGE: &[(&str, &str)] = &[
+    ("id", "$response.body#/thread_id"),
+    ("message_id", "$response.body#/id"),
+];
+const THREAD_OF: &[(&str, &str)] = &[("id", "$response.body#/thread_id")];
+const GROUP_OF: &[(&str, &str)] = &[("id", "$response.body#/group_id")];
+
+const LINKS: &[LinkRow] = &[
+    (
+        "create_organization",
+        "201",
+        "GetOrganization",
+        "get_organization",
+        ID,
+        None,
+    ),
+    (
+        "create_organization",
+        "201",
+        "UpdateOrganization",
+        "update_organization",
+        ID,
+        None,
+    ),
+    ("create_user", "201", "GetUser", "get_user", ID, None),
+    ("create_user", "201", "UpdateUser", "update_user", ID, None),
+    (
+        "create_user",
+        "201",
+        "DeactivateUser",
+        "deactivate_user",
+        ID,
+        None,
+    ),
+    (
+        "create_user",
+        "201",
+        "ReactivateUser",
+        "reactivate_user",
+        ID,
+        None,
+    ),
+    (
+        "create_user",
+        "201",
+        "ResetPassword",
+        "reset_password",
+        ID,
+        None,
+    ),
+    ("create_user", "201", "ResetTotp", "reset_totp", ID, None),
+    ("create_group", "201", "GetGroup", "get_group", ID, None),
+    (
+        "create_group",
+        "201",
+        "UpdateGroup",
+        "update_group",
+        ID,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "ArchiveGroup",
+        "archive_group",
+        ID,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "ListMembers",
+        "list_members",
+        ID,
+        None,
+    ),
+    ("create_group", "201", "AddMember", "add_member", ID, None),
+    (
+        "create_group",
+        "201",
+        "CreateInvitation",
+        "create_invitation",
+        ID,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "ListJoinRequests",
+        "list_join_requests",
+        ID,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "CreateThread",
+        "create_thread",
+        ID,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "ListThreads",
+        "list_threads",
+        ID,
+        None,
+    ),
+    ("create_group", "201", "ListFiles", "list_files", ID, None),
+    (
+        "create_group",
+        "201",
+        "GetMainThread",
+        "get_thread",
+        MAIN,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "ListMainMessages",
+        "list_messages",
+        MAIN,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "PostToMain",
+        "post_message",
+        MAIN,
+        None,
+    ),
+    (
+        "create_group",
+        "201",
+        "UploadToMain",
+        "upload_file",
+        MAIN,
+        None,
+    ),
+    (
+        "create_invitation",
+        "201",
+        "AcceptInvitation",
+        "accept_invitation",
+        &[],
+        Some("code"),
+    ),
+    ("create_thread", "201", "GetThread", "get_thread", ID, None),
+    (
+        "create_thread",
+        "201",
+        "ListMessages",
+        "list_messages",
+        ID,
+        None,
+    ),
+    (
+        "create_thread",
+        "201",
+        "PostMessage",
+        "post_message",
+        ID,
+        None,
+    ),
+    (
+        "create_thread",
+        "201",
+        "UploadFile",
+        "upload_file",
+        ID,
+        None,
+    ),
+    (
+        "create_thread",
+        "201",
+        "AddThreadMember",
+        "add_thread_member",
+        ID,
+        None,
+    ),
+    (
+        "post_message",
+        "201",
+        "EditMessage",
+        "edit_message",
+        MESSAGE,
+        None,
+    ),
+    (
+        "post_message",
+        "201",
+        "DeleteMessage",
+        "delete_message",
+        MESSAGE,
+        None,
+    ),
+    (
+        "post_message",
+        "201",
+        "MessageHistory",
+        "message_history",
+        MESSAGE,
+        None,
+    ),
+    ("post_message", "201", "Readers", "readers", MESSAGE, None),
+    (
+        "post_message",
+        "201",
+        "AddReaction",
+        "add_reaction",
+        MESSAGE,
+        None,
+    ),
+    (
+        "post_message",
+        "201",
+        "MarkRead",
+        "mark_read",
+        THREAD_OF,
+        Some("seq"),
+    ),
+    ("upload_file", "201", "GetFile", "get_file", ID, None),
+    ("upload_file", "201", "UpdateFile", "update_file", ID, None),
+    (
+        "upload_file",
+        "201",
+        "DownloadFile",
+        "download_file",
+        ID,
+        None,
+    ),
+    ("upload_file", "201", "DeleteFile", "delete_file", ID, None),
+    (
+        "upload_file",
+        "201",
+        "ListGroupFiles",
+        "list_files",
+        GROUP_OF,
+        None,
+    ),
+];
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use serde_json::{json, Map, Value};
+        use utoipa::openapi::extensions::Extensions;
+        use utoipa::openapi::RefOr;
+        for (from, status, name, to, params, body_field) in LINKS {
+            let operation = openapi
+                .paths
+                .paths
+                .values_mut()
+                .flat_map(|item| {
+                    [
+                        &mut item.get,
+                        &mut item.post,
+                        &mut item.put,
+                        &mut item.patch,
+                        &mut item.delete,
+                    ]
+                })
+                .flatten()
+                .find(|op| op.operation_id.as_deref() == Some(*from));
+            let Some(RefOr::T(response)) =
+                operation.and_then(|op| op.responses.responses.get_mut(*status))
+            else {
+                continue;
+            };
+            // utoipa 5 serialises its `Link` with snake_case keys (`operation_id`), which
+            // no tool reads: the links go in as plain JSON with the specification's names.
+            let mut link = Map::new();
+            link.insert("operationId".into(), json!(to));
+            if !params.is_empty() {
+                let p: Map<String, Value> = params
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                    .collect();
+                link.insert("parameters".into(), Value::Object(p));
+            }
+            if let Some(field) = body_field {
+                link.insert(
+                    "requestBody".into(),
+                    json!({ *field: format!("$response.body#/{field}") }),
+                );
+            }
+            let extensions = response.extensions.get_or_insert_with(Extensions::default);
+            let links = extensions
+                .entry("links".to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(links) = links {
+                links.insert((*name).to_owned(), Value::Object(link));
+            }
+        }
+    }
+}
+
 /// The published document: the operations of every route the router serves (they
 /// are declared together, in `api::routes`), then what every operation shares.
 pub fn document() -> utoipa::openapi::OpenApi {
@@ -135,6 +522,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     // After the paths are in: these modifiers work on every operation.
     BearerAuth.modify(&mut doc);
     CommonResponses.modify(&mut doc);
+    Rules.modify(&mut doc);
+    Links.modify(&mut doc);
     doc
 }
 
@@ -154,4 +543,90 @@ pub(super) async fn openapi_json() -> impl axum::response::IntoResponse {
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         DOCUMENT.get_or_init(document_json).as_str(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn document() -> Value {
+        serde_json::from_str(&super::document_json()).unwrap()
+    }
+
+    fn operations(doc: &Value) -> Vec<(&str, &str, &Value)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                out.push((path.as_str(), method.as_str(), op));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_reference_resolves_to_a_component() {
+        let doc = document();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = &piece[..piece.find('"').unwrap()];
+            assert!(schemas.contains_key(name), "dangling $ref to {name}");
+        }
+    }
+
+    #[test]
+    fn every_link_names_an_operation_and_only_its_parameters() {
+        let doc = document();
+        let ops = operations(&doc);
+        let mut links = 0;
+        for (path, method, op) in &ops {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                for (name, link) in response["links"].as_object().into_iter().flatten() {
+                    links += 1;
+                    let target = link["operationId"].as_str().unwrap();
+                    let (_, _, to) = ops
+                        .iter()
+                        .find(|(_, _, o)| o["operationId"] == target)
+                        .unwrap_or_else(|| panic!("{method} {path} {status} {name}: no {target}"));
+                    let names: Vec<&str> = to["parameters"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|p| p["name"].as_str().unwrap())
+                        .collect();
+                    for param in link["parameters"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, _)| k)
+                    {
+                        assert!(
+                            names.contains(&param.as_str()),
+                            "{name}: {target} has no {param}"
+                        );
+                    }
+                    if link.get("requestBody").is_some() {
+                        assert!(
+                            to.get("requestBody").is_some(),
+                            "{name}: {target} takes no body"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(links >= 30, "only {links} links");
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = document();
+        let mut ids: Vec<&str> = operations(&doc)
+            .iter()
+            .map(|(_, _, op)| op["operationId"].as_str().unwrap())
+            .collect();
+        let all = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), all);
+    }
 }

@@ -53,7 +53,12 @@ pub async fn get_thread(
     post, path = "/api/v1/threads/{id}/members", tag = "threads",
     params(("id" = uuid::Uuid, Path, description = "Thread id")),
     request_body = AddThreadMember,
-    responses((status = 200, body = Thread), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = Thread),
+        (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Already a member of the thread, or the group is archived", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn add_thread_member(
@@ -130,10 +135,13 @@ pub async fn post_message(
 #[into_params(parameter_in = Query)]
 pub struct MessagesQuery {
     /// Messages with a greater `seq`, ascending (catching up).
+    #[param(minimum = 0)]
     pub after_seq: Option<i64>,
     /// Messages with a smaller `seq` (scrolling back); without either bound, the latest.
+    #[param(minimum = 0)]
     pub before_seq: Option<i64>,
     /// 1–200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 
@@ -272,7 +280,7 @@ pub async fn add_reaction(
 
 #[utoipa::path(
     delete, path = "/api/v1/threads/{id}/messages/{message_id}/reactions/{emoji}", tag = "messages",
-    params(("id" = uuid::Uuid, Path, description = "Thread id"), ("message_id" = uuid::Uuid, Path, description = "Message id"), ("emoji" = String, Path, description = "URL-encoded emoji")),
+    params(("id" = uuid::Uuid, Path, description = "Thread id"), ("message_id" = uuid::Uuid, Path, description = "Message id"), ("emoji" = String, Path, description = "URL-encoded emoji: 1–16 characters, no spaces or control characters", min_length = 1, max_length = 16, pattern = r"^[^\s\u0000-\u001f\u007f-\u009f]*$")),
     responses((status = 204), (status = 404, body = ErrorBody)),
     security(("bearer" = []))
 )]

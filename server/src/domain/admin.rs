@@ -198,7 +198,7 @@ impl Admin {
         meta: &RequestMeta,
     ) -> Result<User> {
         let NewUser { region, req } = new;
-        let (login, login_key) = validate::login(req.login.trim())?;
+        let (login, login_key) = validate::login(&req.login)?;
         let display_name = validate::name("display_name", &req.display_name, 100)?;
         let kana = req
             .display_name_kana
@@ -394,6 +394,13 @@ impl Admin {
         req: ResetPassword,
         meta: &RequestMeta,
     ) -> Result<User> {
+        // Without the current password (POST /me/password asks for it), a stolen admin
+        // session could take the account over for good.
+        if id == admin.session().user_id() {
+            return Err(DomainError::Conflict(
+                "change your own password with POST /api/v1/me/password".into(),
+            ));
+        }
         let (row, region) = {
             let mut conn = self.shared.store().conn().await?;
             (
@@ -453,6 +460,12 @@ impl Admin {
         id: UserId,
         meta: &RequestMeta,
     ) -> Result<User> {
+        // A stolen admin session must not be able to strip its own second factor.
+        if id == admin.session().user_id() {
+            return Err(DomainError::Conflict(
+                "another administrator must reset your second factor".into(),
+            ));
+        }
         let row = {
             let mut conn = self.shared.store().conn().await?;
             find_user(&mut conn, admin, id).await?

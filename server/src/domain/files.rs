@@ -53,14 +53,13 @@ pub struct Download {
 /// Refuses names that could mislead or break something downstream: control
 /// characters, path separators, `.`/`..`, over-long names.
 pub fn check_file_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    let bad = name.is_empty()
-        || name == "."
-        || name == ".."
-        || name
-            .chars()
-            .any(|c| c.is_control() || c == '/' || c == '\\')
+    // Characters and length as sent (as the published pattern states them), then trimmed.
+    let bad_chars = name
+        .chars()
+        .any(|c| c.is_control() || c == '/' || c == '\\')
         || name.chars().count() > MAX_NAME_CHARS;
+    let name = name.trim();
+    let bad = bad_chars || name.is_empty() || name == "." || name == "..";
     if bad {
         return Err(DomainError::Invalid(format!(
             "file names need 1 to {MAX_NAME_CHARS} characters without control characters or path separators"

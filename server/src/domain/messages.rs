@@ -66,7 +66,6 @@ fn check_client_msg_id(id: &str) -> Result<()> {
 }
 
 fn check_emoji(e: &str) -> Result<String> {
-    let e = e.trim();
     let ok = (1..=16).contains(&e.chars().count())
         && !e.chars().any(|c| c.is_control() || c.is_whitespace());
     if ok {

@@ -27,8 +27,9 @@ impl Search {
     /// Messages and files matching `q` (a substring, Japanese included) that the caller
     /// may see.
     pub async fn search(&self, member: &Member, q: &str) -> Result<SearchResults> {
+        let too_long = q.chars().count() > 200;
         let q = q.trim();
-        if q.is_empty() || q.chars().count() > 200 {
+        if q.is_empty() || too_long {
             return Err(DomainError::Invalid(
                 "q must have 1 to 200 characters".into(),
             ));

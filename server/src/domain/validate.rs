@@ -2,13 +2,11 @@
 
 use super::error::{DomainError, Result};
 
-/// A display name, organisation name or similar: trimmed, 1..=max characters, no
-/// control characters (which would corrupt CSV exports and terminals).
+/// A display name, organisation name or similar: at most `max` characters, no control
+/// characters (which would corrupt CSV exports and terminals), not blank; stored
+/// trimmed. Length and characters are checked before trimming, as the published schema
+/// (`maxLength`, `pattern`) states them.
 pub fn name(field: &str, value: &str, max_chars: usize) -> Result<String> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(DomainError::Invalid(format!("{field} must not be empty")));
-    }
     if value.chars().count() > max_chars {
         return Err(DomainError::Invalid(format!(
             "{field} must have at most {max_chars} characters"
@@ -19,16 +17,17 @@ pub fn name(field: &str, value: &str, max_chars: usize) -> Result<String> {
             "{field} must not contain control characters"
         )));
     }
-    Ok(value.to_owned())
-}
-
-/// Free text (descriptions, notes, message bodies): 1..=max characters after trimming,
-/// line breaks and tabs allowed, other control characters refused.
-pub fn text(field: &str, value: &str, max_chars: usize) -> Result<String> {
     let value = value.trim();
     if value.is_empty() {
         return Err(DomainError::Invalid(format!("{field} must not be empty")));
     }
+    Ok(value.to_owned())
+}
+
+/// Free text (descriptions, notes, message bodies): at most `max` characters, line
+/// breaks and tabs allowed, other control characters refused, not blank; stored trimmed
+/// (checked before trimming, like [`name`]).
+pub fn text(field: &str, value: &str, max_chars: usize) -> Result<String> {
     if value.chars().count() > max_chars {
         return Err(DomainError::Invalid(format!(
             "{field} must have at most {max_chars} characters"
@@ -41,6 +40,10 @@ pub fn text(field: &str, value: &str, max_chars: usize) -> Result<String> {
         return Err(DomainError::Invalid(format!(
             "{field} must not contain control characters"
         )));
+    }
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(DomainError::Invalid(format!("{field} must not be empty")));
     }
     Ok(value.to_owned())
 }
@@ -90,6 +93,13 @@ mod tests {
         assert!(name("n", "a\u{0}b", 10).is_err());
         assert!(name("n", "   ", 10).is_err());
         assert!(name("n", "あいうえおかきくけこさ", 10).is_err());
+        // Checked as sent, before trimming: what the published pattern and maxLength say.
+        assert!(name("n", "\n佐藤", 10).is_err());
+        assert!(name("n", " あいうえおかきくけこ", 10).is_err());
+        assert_eq!(
+            text("t", " 一行目\n二行目\n", 10).unwrap(),
+            "一行目\n二行目"
+        );
     }
 
     #[test]

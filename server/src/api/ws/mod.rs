@@ -63,7 +63,7 @@ const READ_BUFFER: usize = 2 * 1024;
 /// Upgrade to the websocket protocol. Authenticate in the first frame
 /// (`{"type": "auth", "token": "..."}`) within the auth timeout; see docs/protocol.md.
 #[utoipa::path(
-    get, path = "/api/v1/ws", tag = "websocket",
+    get, path = "/api/v1/ws", tag = "websocket", operation_id = "websocket",
     responses(
         (status = 101, description = "Switching protocols; JSON text frames follow (docs/protocol.md)"),
         (status = 400, description = "Not a websocket upgrade request"),

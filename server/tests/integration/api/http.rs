@@ -96,10 +96,10 @@ async fn bad_input_gets_a_4xx_with_a_stable_code_and_changes_nothing(app: TestAp
         assert_eq!(error_of(r).await, (status, code.to_owned()), "{name}");
     }
 
-    // Oversize body: 64 KiB is the default limit.
+    // Oversize body: 256 KiB is the default limit.
     let huge = format!(
         r#"{{"login": "big.body", "display_name": "{}", "password": "a long enough password", "profession": "nurse"}}"#,
-        "あ".repeat(40_000)
+        "あ".repeat(100_000)
     );
     let r = post(huge.into_bytes(), json_ct).await.unwrap();
     assert_eq!(
