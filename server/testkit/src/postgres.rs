@@ -29,12 +29,18 @@ pub struct PgDatabase {
 impl PgDatabase {
     /// Creates `<prefix>_<random>` on the test server.
     pub async fn create(prefix: &str) -> PgDatabase {
+        Self::create_with(prefix, "").await
+    }
+
+    /// [`create`](Self::create) with `options` appended to `CREATE DATABASE` (a
+    /// template, a locale provider…), for tests that need a database unlike the default.
+    pub async fn create_with(prefix: &str, options: &str) -> PgDatabase {
         let admin_url = postgres_admin_url();
         let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
             .expect("connect to TSUNAGU_TEST_POSTGRES_URL");
-        conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+        conn.execute(format!("CREATE DATABASE \"{name}\" {options}").as_str())
             .await
             .expect("create test database");
         let _ = conn.close().await;

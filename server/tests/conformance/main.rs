@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 
-use sqlx::{Connection, Executor, Row};
+use sqlx::{Connection, Row};
 use tsunagu_protocol::accounts::{OrganizationKind, Profession, UserRole};
 use tsunagu_protocol::files::FileKind;
 use tsunagu_protocol::ids::{FileId, GroupId, OrganizationId, RegionId, ThreadId, UserId};
@@ -29,18 +29,13 @@ use tsunagu_server::store::scope::{GroupViewer, Viewer};
 use tsunagu_server::store::threads::{self, ThreadRow};
 use tsunagu_server::store::users::{self, UserFilter, UserRow};
 use tsunagu_server::store::{contains_pattern, Store, StoreError};
+use tsunagu_testkit::{postgres_admin_url, Backend, PgDatabase};
 
 /// One store per backend, on a database of its own that goes away with it.
 struct Db {
     store: Store,
     _dir: Option<tempfile::TempDir>,
     _pg: Option<PgDatabase>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Backend {
-    Sqlite,
-    Postgres,
 }
 
 async fn open(backend: Backend) -> Db {
@@ -55,11 +50,9 @@ async fn open(backend: Backend) -> Db {
             }
         }
         Backend::Postgres => {
-            let admin = std::env::var("TSUNAGU_TEST_POSTGRES_URL")
-                .expect("TSUNAGU_TEST_POSTGRES_URL (the PostgreSQL half is required here)");
-            let (pg, url) = PgDatabase::create(&admin).await;
+            let pg = japanese_postgres_database().await;
             Db {
-                store: Store::connect(&url, 4).await.unwrap(),
+                store: Store::connect(&pg.url, 4).await.unwrap(),
                 _dir: None,
                 _pg: Some(pg),
             }
@@ -69,86 +62,36 @@ async fn open(backend: Backend) -> Db {
     db
 }
 
-/// A PostgreSQL database for one test, dropped afterwards.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl PgDatabase {
-    async fn create(admin_url: &str) -> (PgDatabase, String) {
-        let name = format!("tsunagu_conformance_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
-        // ICU collations as a database default need PostgreSQL 15.
-        let icu: Option<(String,)> = sqlx::query_as(
-            "SELECT collname::text FROM pg_collation WHERE collname = 'ja-JP-x-icu' \
-             AND current_setting('server_version_num')::int >= 150000",
-        )
-        .fetch_optional(&mut conn)
+/// A PostgreSQL database whose default collation is ICU ja-JP where the server has it
+/// (PostgreSQL 15 and later), so that agreement with SQLite cannot come from a `C`
+/// default by accident.
+async fn japanese_postgres_database() -> PgDatabase {
+    let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
         .await
         .unwrap();
-        let create = if icu.is_some() {
-            format!(
-                "CREATE DATABASE \"{name}\" TEMPLATE template0 \
-                 LOCALE_PROVIDER icu ICU_LOCALE 'ja-JP'"
-            )
-        } else {
-            eprintln!(
-                "NOTE: this PostgreSQL has no ICU ja-JP collation: the conformance database \
-                 uses the server's default collation"
-            );
-            format!("CREATE DATABASE \"{name}\"")
-        };
-        conn.execute(create.as_str()).await.unwrap();
-        let mut url = url::Url::parse(admin_url).unwrap();
-        url.set_path(&format!("/{name}"));
-        let db = PgDatabase {
-            admin_url: admin_url.to_owned(),
-            name,
-        };
-        (db, url.to_string())
-    }
+    let icu: Option<(String,)> = sqlx::query_as(
+        "SELECT collname::text FROM pg_collation WHERE collname = 'ja-JP-x-icu' \
+         AND current_setting('server_version_num')::int >= 150000",
+    )
+    .fetch_optional(&mut conn)
+    .await
+    .unwrap();
+    let _ = conn.close().await;
+    let options = if icu.is_some() {
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'ja-JP'"
+    } else {
+        eprintln!(
+            "NOTE: this PostgreSQL has no ICU ja-JP collation: the conformance database \
+             uses the server's default collation"
+        );
+        ""
+    };
+    PgDatabase::create_with("tsunagu_conformance", options).await
 }
 
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&admin_url).await.ok()?;
-                conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-    }
-}
-
-/// `rule!(name)` runs `async fn name(backend: Backend)` as `name::sqlite` and
-/// `name::postgres`, the latter ignored where no PostgreSQL is configured.
-macro_rules! rule {
-    ($($name:ident),* $(,)?) => { $(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-            tsunagu_testkit::__gate_postgres! {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(super::Backend::Postgres).await
-                }
-            }
-        }
-    )* };
-}
-
-rule!(
+// Each rule on each backend: `name::sqlite` and `name::postgres`, the latter ignored
+// (with the reason) where no PostgreSQL is configured.
+tsunagu_testkit::each_backend!(
     searches_fold_ascii_case_only_and_take_wildcards_literally,
     names_sort_by_code_point,
     login_keys_compare_exactly_and_sort_by_code_point,
