@@ -100,6 +100,7 @@ impl Accounts {
                     Some(u) if u.active == 0 => "inactive",
                     Some(_) => "wrong_password",
                 };
+                self.throttle.failed(meta.ip.as_deref());
                 audit::append_alone(
                     self.shared.store(),
                     meta,
@@ -117,6 +118,7 @@ impl Accounts {
                 return Err(DomainError::TotpRequired);
             };
             if !self.check_totp(&mut tx, &user, code).await? {
+                self.throttle.failed(meta.ip.as_deref());
                 audit::append(
                     &mut tx,
                     meta,
@@ -372,6 +374,7 @@ impl Accounts {
         )
         .await?
         {
+            self.throttle.failed(meta.ip.as_deref());
             return Err(DomainError::InvalidCredentials);
         }
         password::check_policy(
