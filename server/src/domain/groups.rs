@@ -361,6 +361,8 @@ impl Groups {
         }
         self.insert_member(&mut tx, &gm, &target.id, role, patient_side, meta)
             .await?;
+        // An owner's own decision: a removed member may come back this way.
+        groups::clear_removal(&mut tx, &gm.group.id, &target.id).await?;
         let row = groups::get_member(&mut tx, &gm.group.id, &target.id)
             .await?
             .ok_or_else(|| DomainError::Internal("member vanished".into()))?;
@@ -516,6 +518,16 @@ impl Groups {
         let private =
             threads::private_threads_of_member(&mut tx, &gm.group.id, &target.user_id).await?;
         groups::remove_member(&mut tx, &gm.group.id, &target.user_id).await?;
+        if !leaving {
+            groups::record_removal(
+                &mut tx,
+                &gm.group.id,
+                &target.user_id,
+                &member.session().user_id().to_string(),
+                now_ms(),
+            )
+            .await?;
+        }
         audit::append(
             &mut tx,
             meta,

@@ -130,6 +130,22 @@ impl Invitations {
         {
             return Err(DomainError::Conflict("already a member".into()));
         }
+        if groups::was_removed(&mut tx, &group.0, &me.id).await? {
+            // The code's use is not spent: the transaction is dropped.
+            drop(tx);
+            audit::append_alone(
+                self.shared.store(),
+                meta,
+                AuditEvent::new(Action::InvitationAccepted, Outcome::Denied, &s.actor())
+                    .target("invitation", inv.id.clone())
+                    .group(group.0.clone())
+                    .detail(json!({ "reason": "removed_member" })),
+            )
+            .await?;
+            return Err(DomainError::Forbidden(
+                "you were removed from this group: an owner must add you again",
+            ));
+        }
         let patient_side =
             is_patient_side_profession(me.profession) || inv.patient_side.is_some_and(|p| p != 0);
         let group_id: GroupId = convert::id(&group.0)?;

@@ -220,3 +220,48 @@ pub async fn count_owners(conn: &mut Conn, group_id: &str) -> Result<i64> {
             .await?;
     Ok(n)
 }
+
+/// Records that `user_id` was removed from the group by someone else (see migration
+/// 0012): no invitation code lets them back in.
+pub async fn record_removal(
+    conn: &mut Conn,
+    group_id: &str,
+    user_id: &str,
+    removed_by: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO group_removals (group_id, user_id, removed_by, removed_at) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (group_id, user_id) DO UPDATE SET removed_by = $3, removed_at = $4",
+    )
+    .bind(group_id)
+    .bind(user_id)
+    .bind(removed_by)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets a removal: an owner added the user again.
+pub async fn clear_removal(conn: &mut Conn, group_id: &str, user_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM group_removals WHERE group_id = $1 AND user_id = $2")
+        .bind(group_id)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether the user was removed from the group and not added back since.
+pub async fn was_removed(conn: &mut Conn, group_id: &str, user_id: &str) -> Result<bool> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT removed_at FROM group_removals WHERE group_id = $1 AND user_id = $2",
+    )
+    .bind(group_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
+}
