@@ -551,6 +551,33 @@ impl Client {
         .await
     }
 
+    /// A group's invitation codes (owners and admins); the codes are not shown again.
+    pub async fn list_invitations(
+        &self,
+        group: GroupId,
+    ) -> Result<tsunagu_protocol::messaging::InvitationList> {
+        self.authed::<(), _>(
+            Method::GET,
+            &format!("api/v1/groups/{group}/invitations"),
+            None,
+        )
+        .await
+    }
+
+    /// Revokes an invitation code at once.
+    pub async fn revoke_invitation(
+        &self,
+        group: GroupId,
+        invitation: tsunagu_protocol::ids::InvitationId,
+    ) -> Result<()> {
+        self.authed::<(), _>(
+            Method::DELETE,
+            &format!("api/v1/groups/{group}/invitations/{invitation}"),
+            None,
+        )
+        .await
+    }
+
     pub async fn accept_invitation(&self, code: &str) -> Result<AcceptedInvitation> {
         let req = AcceptInvitation {
             code: code.to_owned(),

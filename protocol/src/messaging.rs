@@ -267,6 +267,17 @@ pub struct Invitation {
     pub max_uses: u32,
     pub uses: u32,
     pub requires_approval: bool,
+    /// Set once an owner or admin revoked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    pub created_at: String,
+}
+
+/// A group's invitation codes, newest first (the codes themselves are never shown again).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InvitationList {
+    pub invitations: Vec<Invitation>,
 }
 
 /// `POST /api/v1/invitations/accept`
