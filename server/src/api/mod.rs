@@ -2,6 +2,7 @@
 //! capability from an extractor, and shape the answer; they decide nothing themselves.
 
 mod admin;
+mod admin_groups;
 mod apps;
 mod audit;
 mod auth;
@@ -87,6 +88,7 @@ pub(crate) fn routes() -> Routes {
             .merge(auth::routes())
             .merge(me::routes())
             .merge(admin::routes())
+            .merge(admin_groups::routes())
             .merge(apps::routes())
             .merge(oauth::routes())
             .merge(audit::routes())

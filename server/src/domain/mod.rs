@@ -11,6 +11,7 @@ mod commit;
 mod convert;
 pub mod error;
 pub mod files;
+pub mod group_admin;
 pub mod groups;
 pub mod invitations;
 pub mod library;
@@ -70,6 +71,7 @@ struct Services {
     apps: apps::Apps,
     operator: operator::Operator,
     groups: groups::Groups,
+    group_admin: group_admin::GroupAdmin,
     invitations: invitations::Invitations,
     threads: threads::Threads,
     messages: messages::Messages,
@@ -108,6 +110,7 @@ impl Domain {
                 operator: operator::Operator::new(shared.clone(), admin.clone()),
                 admin,
                 invitations: invitations::Invitations::new(shared.clone(), groups.clone()),
+                group_admin: group_admin::GroupAdmin::new(shared.clone(), groups.clone()),
                 groups,
                 threads: threads::Threads::new(shared.clone()),
                 messages: messages::Messages::new(shared.clone(), &settings),
@@ -144,6 +147,11 @@ impl Domain {
     /// Groups and their membership.
     pub fn groups(&self) -> &groups::Groups {
         &self.inner.groups
+    }
+
+    /// The region's groups as its administrators manage them (without their content).
+    pub fn group_admin(&self) -> &group_admin::GroupAdmin {
+        &self.inner.group_admin
     }
 
     /// Invitation codes and join requests.

@@ -2,6 +2,7 @@
 //! the websocket, TLS, the operator's commands and the schemas of both databases.
 
 mod admin;
+mod admin_groups;
 mod auth;
 mod http;
 mod lifecycle;
