@@ -21,6 +21,13 @@ pub struct MessageRow {
     pub deleted_at: Option<i64>,
 }
 
+impl MessageRow {
+    /// The attached file ids (stored as a JSON list).
+    pub fn attachments_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.attachments).unwrap_or_default()
+    }
+}
+
 const COLUMNS: &str =
     "id, thread_id, seq, author_id, client_msg_id, body, reply_to, mentions, attachments, \
                        created_at, edited_at, deleted_at";
