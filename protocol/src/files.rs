@@ -140,6 +140,41 @@ pub struct SearchResults {
     pub files: Vec<FileInfo>,
 }
 
+/// The query of `GET /api/v1/search`, as the SDK sends it. Only `q` is required.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SearchQuery {
+    pub q: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<GroupId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<ThreadId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<UserId>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_file: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_kind: Option<FileKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SearchHitKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl SearchQuery {
+    pub fn text(q: impl Into<String>) -> SearchQuery {
+        SearchQuery {
+            q: q.into(),
+            ..SearchQuery::default()
+        }
+    }
+}
+
 /// Whether a hit is a message or a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

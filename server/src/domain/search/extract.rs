@@ -642,6 +642,16 @@ mod tests {
     }
 
     #[test]
+    fn the_samples_are_sniffed_as_what_they_are() {
+        use crate::domain::files::sniff;
+        let docx = sample::docx("a", "b");
+        assert_eq!(sniff(&docx).0, FileKind::Word, "{:?}", &docx[..120.min(docx.len())]);
+        assert_eq!(sniff(&sample::docx_bomb(1024)).0, FileKind::Word);
+        assert_eq!(sniff(&sample::xlsx(&["a"], "1")).0, FileKind::Excel);
+        assert_eq!(sniff(&sample::pdf("a")).0, FileKind::Pdf);
+    }
+
+    #[test]
     fn text_is_capped() {
         let big = "あ".repeat(MAX_TEXT_CHARS + 10);
         assert_eq!(
@@ -750,12 +760,22 @@ pub mod sample {
 
     const CONTENT_TYPES: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/></Types>"#;
 
-    /// A .docx of two paragraphs.
+    const RELS: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#;
+
+    const STYLES: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?><w:styles xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"/>"#;
+
+    /// A .docx of two paragraphs (its parts in the order Word writes them, which is
+    /// what content sniffing looks at).
     pub fn docx(first: &str, second: &str) -> Vec<u8> {
         let doc = format!(
             r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>{first}</w:t></w:r></w:p><w:p><w:r><w:t xml:space="preserve">{second}</w:t></w:r></w:p></w:body></w:document>"#
         );
-        zip_of(&[("[Content_Types].xml", CONTENT_TYPES), ("word/document.xml", doc.as_bytes())])
+        zip_of(&[
+            ("[Content_Types].xml", CONTENT_TYPES),
+            ("_rels/.rels", RELS),
+            ("word/document.xml", doc.as_bytes()),
+            ("word/styles.xml", STYLES),
+        ])
     }
 
     /// A .xlsx with `strings` in its shared strings and `number` in a cell.
@@ -784,6 +804,10 @@ pub mod sample {
             .large_file(bytes as u64 > u32::MAX as u64);
         w.start_file("[Content_Types].xml", options).expect("zip");
         w.write_all(CONTENT_TYPES).expect("zip");
+        w.start_file("_rels/.rels", options).expect("zip");
+        w.write_all(RELS).expect("zip");
+        w.start_file("word/styles.xml", options).expect("zip");
+        w.write_all(STYLES).expect("zip");
         w.start_file("word/document.xml", options).expect("zip");
         let chunk = vec![b' '; 1024 * 1024];
         let mut left = bytes;
