@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
-use tsunagu_protocol::files::{FileInfo, FileKind, FileList, SearchHitKind, SearchResults, UpdateFile};
+use tsunagu_protocol::files::{
+    FileInfo, FileKind, FileList, SearchHitKind, SearchResults, UpdateFile,
+};
 use tsunagu_protocol::ids::{GroupId, ThreadId, UserId};
 use tsunagu_protocol::{ErrorBody, ErrorCode};
 
@@ -441,7 +443,11 @@ pub struct SearchParams {
     /// separated by spaces are ANDed; `"…"` is an exact phrase. Every term is a literal
     /// substring after normalisation (width, case, katakana/hiragana): one- and
     /// two-character terms (`痛`, `褥瘡`) work like longer ones.
-    #[param(min_length = 1, max_length = 256, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*\S[^\u0000-\u001F\u007F-\u009F]*$")]
+    #[param(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*\S[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub q: String,
     /// Only in this group.
     pub group_id: Option<GroupId>,

@@ -635,8 +635,13 @@ impl Files {
         let content = search::index::file_content(&mut tx, &row.id)
             .await?
             .unwrap_or_default();
-        search::index::set_text(&mut tx, &row.id, &search::index::file_body(&row, &content), None)
-            .await?;
+        search::index::set_text(
+            &mut tx,
+            &row.id,
+            &search::index::file_body(&row, &content),
+            None,
+        )
+        .await?;
         audit::append(
             &mut tx,
             meta,

@@ -490,8 +490,13 @@ impl Messages {
         row.body = body;
         row.edited_at = Some(now);
         messages::update_body(&mut tx, &row).await?;
-        search::index::set_text(&mut tx, &row.id, &search::normalize::normalize(&row.body), None)
-            .await?;
+        search::index::set_text(
+            &mut tx,
+            &row.id,
+            &search::normalize::normalize(&row.body),
+            None,
+        )
+        .await?;
         let message = self
             .shared
             .wire_messages(&mut tx, &reader, vec![row])

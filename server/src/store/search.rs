@@ -46,7 +46,8 @@ pub struct NewDoc<'a> {
     pub body: &'a str,
 }
 
-const COLUMNS: &str = "d.doc_no, d.source, d.source_id, d.group_id, d.thread_id, d.author_id, d.seq, \
+const COLUMNS: &str =
+    "d.doc_no, d.source, d.source_id, d.group_id, d.thread_id, d.author_id, d.seq, \
     d.created_at, d.has_file, d.file_kinds, d.body";
 
 /// ' pdf image ': the kinds as the `file_kinds` column holds them.

@@ -54,10 +54,12 @@ pub fn extract(kind: FileKind, data: &[u8]) -> Result<String, ExtractError> {
     let mut out = Text::default();
     match kind {
         FileKind::Text => out.push_str(&String::from_utf8_lossy(data)),
-        FileKind::Word => office(data, &mut out, |name| name == "word/document.xml"
-            || name.starts_with("word/header")
-            || name.starts_with("word/footer")
-            || name == "word/footnotes.xml")?,
+        FileKind::Word => office(data, &mut out, |name| {
+            name == "word/document.xml"
+                || name.starts_with("word/header")
+                || name.starts_with("word/footer")
+                || name == "word/footnotes.xml"
+        })?,
         FileKind::Excel => office(data, &mut out, |name| {
             name == "xl/sharedStrings.xml"
                 || (name.starts_with("xl/worksheets/sheet") && name.ends_with(".xml"))
@@ -168,7 +170,10 @@ fn xml_text(xml: &[u8], out: &mut Text) {
             Ok(Event::Start(e)) => {
                 let local = e.local_name();
                 in_text = matches!(local.as_ref(), b"t" | b"v");
-                if matches!(local.as_ref(), b"p" | b"tab" | b"br" | b"c" | b"row" | b"si") {
+                if matches!(
+                    local.as_ref(),
+                    b"p" | b"tab" | b"br" | b"c" | b"row" | b"si"
+                ) {
                     out.gap();
                 }
             }
@@ -340,7 +345,10 @@ fn font_names(data: &[u8]) -> HashMap<Vec<u8>, u32> {
     while let Some(pos) = find(data, b"/Font", at) {
         at = pos + 5;
         let rest = &data[at..data.len().min(at + 4096)];
-        let trimmed = rest.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+        let trimmed = rest
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(0);
         if !rest[trimmed..].starts_with(b"<<") {
             continue;
         }
@@ -455,12 +463,23 @@ fn content_text<'a>(s: &[u8], out: &mut Text, cmap_of: impl Fn(&[u8]) -> Option<
                 continue;
             }
             b'<' if s.get(i + 1) != Some(&b'<') => {
-                let end = s[i + 1..].iter().position(|&c| c == b'>').map_or(s.len(), |p| p + i + 1);
-                let hex: Vec<u8> = s[i + 1..end].iter().copied().filter(u8::is_ascii_hexdigit).collect();
+                let end = s[i + 1..]
+                    .iter()
+                    .position(|&c| c == b'>')
+                    .map_or(s.len(), |p| p + i + 1);
+                let hex: Vec<u8> = s[i + 1..end]
+                    .iter()
+                    .copied()
+                    .filter(u8::is_ascii_hexdigit)
+                    .collect();
                 let bytes = hex
                     .chunks(2)
                     .filter_map(|p| {
-                        let pair = if p.len() == 2 { [p[0], p[1]] } else { [p[0], b'0'] };
+                        let pair = if p.len() == 2 {
+                            [p[0], p[1]]
+                        } else {
+                            [p[0], b'0']
+                        };
                         u8::from_str_radix(std::str::from_utf8(&pair).ok()?, 16).ok()
                     })
                     .collect();
@@ -601,7 +620,10 @@ mod tests {
     #[test]
     fn a_pdf_with_a_cid_font_gives_its_japanese_text() {
         let pdf = japanese_pdf("褥瘡ケアの記録");
-        assert_eq!(extract(FileKind::Pdf, &pdf).unwrap().trim(), "褥瘡ケアの記録");
+        assert_eq!(
+            extract(FileKind::Pdf, &pdf).unwrap().trim(),
+            "褥瘡ケアの記録"
+        );
     }
 
     #[test]
@@ -610,7 +632,10 @@ mod tests {
         for cut in [10, pdf.len() / 3, pdf.len() / 2, pdf.len() - 20] {
             let _ = extract(FileKind::Pdf, &pdf[..cut]);
         }
-        assert_eq!(extract(FileKind::Pdf, b"not a pdf"), Err(ExtractError::Malformed));
+        assert_eq!(
+            extract(FileKind::Pdf, b"not a pdf"),
+            Err(ExtractError::Malformed)
+        );
     }
 
     #[test]
@@ -631,7 +656,10 @@ mod tests {
         );
         let xlsx = sample::xlsx(&["服薬", "アムロジピン"], "5");
         let text = extract(FileKind::Excel, &xlsx).unwrap();
-        assert!(text.contains("服薬") && text.contains("アムロジピン"), "{text}");
+        assert!(
+            text.contains("服薬") && text.contains("アムロジピン"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -645,7 +673,12 @@ mod tests {
     fn the_samples_are_sniffed_as_what_they_are() {
         use crate::domain::files::sniff;
         let docx = sample::docx("a", "b");
-        assert_eq!(sniff(&docx).0, FileKind::Word, "{:?}", &docx[..120.min(docx.len())]);
+        assert_eq!(
+            sniff(&docx).0,
+            FileKind::Word,
+            "{:?}",
+            &docx[..120.min(docx.len())]
+        );
         assert_eq!(sniff(&sample::docx_bomb(1024)).0, FileKind::Word);
         assert_eq!(sniff(&sample::xlsx(&["a"], "1")).0, FileKind::Excel);
         assert_eq!(sniff(&sample::pdf("a")).0, FileKind::Pdf);
@@ -655,7 +688,10 @@ mod tests {
     fn text_is_capped() {
         let big = "あ".repeat(MAX_TEXT_CHARS + 10);
         assert_eq!(
-            extract(FileKind::Text, big.as_bytes()).unwrap().chars().count(),
+            extract(FileKind::Text, big.as_bytes())
+                .unwrap()
+                .chars()
+                .count(),
             MAX_TEXT_CHARS
         );
     }
@@ -670,7 +706,10 @@ mod tests {
         e.write_all(b"abc").unwrap();
         let z = e.finish().unwrap();
         let mut budget = MAX_INFLATED_BYTES;
-        assert_eq!(read_capped(flate2::read::ZlibDecoder::new(&z[..]), &mut budget).unwrap(), b"abc");
+        assert_eq!(
+            read_capped(flate2::read::ZlibDecoder::new(&z[..]), &mut budget).unwrap(),
+            b"abc"
+        );
     }
 }
 
@@ -692,10 +731,16 @@ pub mod sample {
         cmap.push_str(&format!("{} beginbfchar\n", chars.len()));
         for (i, c) in chars.iter().enumerate() {
             let mut units = [0u16; 2];
-            let hex: String = c.encode_utf16(&mut units).iter().map(|u| format!("{u:04X}")).collect();
+            let hex: String = c
+                .encode_utf16(&mut units)
+                .iter()
+                .map(|u| format!("{u:04X}"))
+                .collect();
             cmap.push_str(&format!("<{:04X}> <{hex}>\n", i + 1));
         }
-        cmap.push_str("endbfchar\nendcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n");
+        cmap.push_str(
+            "endbfchar\nendcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n",
+        );
         let codes: String = (1..=chars.len()).map(|i| format!("{i:04X}")).collect();
         let content = format!("BT\n/F1 24 Tf\n72 720 Td\n<{codes}> Tj\nET\n");
         let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
@@ -717,7 +762,11 @@ pub mod sample {
             3,
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
         );
-        let mut s4 = format!("<< /Length {} /Filter /FlateDecode >>\nstream\n", content.len()).into_bytes();
+        let mut s4 = format!(
+            "<< /Length {} /Filter /FlateDecode >>\nstream\n",
+            content.len()
+        )
+        .into_bytes();
         s4.extend(&content);
         s4.extend(b"\nendstream");
         obj(&mut out, 4, &s4);
@@ -741,8 +790,11 @@ pub mod sample {
             out.extend(format!("{o:010} 00000 n \n").as_bytes());
         }
         out.extend(
-            format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", offsets.len() + 1)
-                .as_bytes(),
+            format!(
+                "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+                offsets.len() + 1
+            )
+            .as_bytes(),
         );
         out
     }
@@ -780,7 +832,9 @@ pub mod sample {
 
     /// A .xlsx with `strings` in its shared strings and `number` in a cell.
     pub fn xlsx(strings: &[&str], number: &str) -> Vec<u8> {
-        let mut shared = String::from(r#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">"#);
+        let mut shared = String::from(
+            r#"<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">"#,
+        );
         for s in strings {
             shared.push_str(&format!("<si><t>{s}</t></si>"));
         }

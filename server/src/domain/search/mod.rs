@@ -80,8 +80,11 @@ pub async fn find(
     let (driver, contains): (Driver, Vec<String>) = match index::term_gram(driver_term) {
         Some(gram) => (Driver::Gram(gram), query.terms[1..].to_vec()),
         None => {
-            let (long, short): (Vec<String>, Vec<String>) =
-                query.terms.iter().cloned().partition(|t| t.chars().count() >= 3);
+            let (long, short): (Vec<String>, Vec<String>) = query
+                .terms
+                .iter()
+                .cloned()
+                .partition(|t| t.chars().count() >= 3);
             let contains = match backend {
                 // FTS5's trigram phrases are exact substrings already.
                 Backend::Sqlite => short,
@@ -153,7 +156,11 @@ impl Search {
     pub async fn backfill(&self) -> Result<()> {
         let store = self.shared.store();
         let mut conn = store.conn().await?;
-        if store_search::get_state(&mut conn, "backfill").await?.as_deref() == Some("done") {
+        if store_search::get_state(&mut conn, "backfill")
+            .await?
+            .as_deref()
+            == Some("done")
+        {
             return Ok(());
         }
         let (messages_total, files_total) = store_search::source_counts(&mut conn).await?;
@@ -168,7 +175,8 @@ impl Search {
                     .await?
                     .unwrap_or_default();
                 let last = if source == "messages" {
-                    let page = store_search::messages_after(&mut tx, &after, BACKFILL_BATCH).await?;
+                    let page =
+                        store_search::messages_after(&mut tx, &after, BACKFILL_BATCH).await?;
                     for (row, group_id, region_id) in &page {
                         if row.deleted_at.is_some() {
                             continue;
@@ -251,7 +259,10 @@ impl Search {
 
         let mut threads: Vec<ThreadHits> = Vec::new();
         for (doc, _) in &found.ranked {
-            match threads.iter_mut().find(|t| t.thread_id.to_string() == doc.thread_id) {
+            match threads
+                .iter_mut()
+                .find(|t| t.thread_id.to_string() == doc.thread_id)
+            {
                 Some(t) => t.count += 1,
                 None => threads.push(ThreadHits {
                     group_id: convert::id(&doc.group_id)?,
@@ -291,13 +302,20 @@ impl Search {
                     continue;
                 };
                 if !readers.contains_key(&doc.thread_id) {
-                    let reader = self.shared.thread_reader(&mut conn, member, &thread_id).await?;
+                    let reader = self
+                        .shared
+                        .thread_reader(&mut conn, member, &thread_id)
+                        .await?;
                     readers.insert(doc.thread_id.clone(), reader);
                 }
                 let reader = &readers[&doc.thread_id];
                 hit.message_id = Some(convert::id(&row.id)?);
                 hit.snippet = snippet::snippet(&row.body, &query.terms);
-                out.messages.extend(self.shared.wire_messages(&mut conn, reader, vec![row]).await?);
+                out.messages.extend(
+                    self.shared
+                        .wire_messages(&mut conn, reader, vec![row])
+                        .await?,
+                );
             } else {
                 let Some(row) = files::get_live(&mut conn, &doc.source_id).await? else {
                     continue;

@@ -192,7 +192,10 @@ mod tests {
 
     #[test]
     fn long_vowel_look_alikes_after_kana_become_the_long_vowel_mark() {
-        assert_eq!(normalize("コンピュ－タ"), normalize("コンピューター").trim_end_matches('ー'));
+        assert_eq!(
+            normalize("コンピュ－タ"),
+            normalize("コンピューター").trim_end_matches('ー')
+        );
         assert_eq!(normalize("ｺﾝﾋﾟｭｰﾀｰ"), "こんぴゅーたー");
         assert_eq!(normalize("ケア‐プラン"), "けあーぷらん");
         // Not after a kana: an ordinary hyphen or minus stays.
@@ -202,7 +205,10 @@ mod tests {
 
     #[test]
     fn white_space_collapses_and_control_characters_vanish() {
-        assert_eq!(normalize("  褥瘡\u{3000}\u{3000}ケア \n\t 実施 "), "褥瘡 けあ 実施");
+        assert_eq!(
+            normalize("  褥瘡\u{3000}\u{3000}ケア \n\t 実施 "),
+            "褥瘡 けあ 実施"
+        );
         assert_eq!(normalize("a\u{0}b\u{7}c"), "abc");
         assert_eq!(normalize(" \u{3000} "), "");
     }
@@ -225,7 +231,12 @@ mod tests {
 
     #[test]
     fn normalising_twice_changes_nothing() {
-        for s in ["ｶﾝｺﾞ ＰＥＧ ３ヶ月", "コンピュ－タ", "㍿ ① Émile", "ゔぁ ヴァ"] {
+        for s in [
+            "ｶﾝｺﾞ ＰＥＧ ３ヶ月",
+            "コンピュ－タ",
+            "㍿ ① Émile",
+            "ゔぁ ヴァ",
+        ] {
             let once = normalize(s);
             assert_eq!(normalize(&once), once, "{s}");
         }

@@ -55,7 +55,11 @@ pub fn snippet(source: &str, terms: &[String]) -> Vec<SnippetPart> {
     let mut parts: Vec<SnippetPart> = Vec::new();
     let mut push = |text: &str, hit: bool| {
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let text = if text.is_empty() { " ".to_owned() } else { text };
+        let text = if text.is_empty() {
+            " ".to_owned()
+        } else {
+            text
+        };
         parts.push(SnippetPart { text, hit });
     };
     let mut at = start;
@@ -97,7 +101,13 @@ mod tests {
     fn show(parts: &[SnippetPart]) -> String {
         parts
             .iter()
-            .map(|p| if p.hit { format!("[{}]", p.text) } else { p.text.clone() })
+            .map(|p| {
+                if p.hit {
+                    format!("[{}]", p.text)
+                } else {
+                    p.text.clone()
+                }
+            })
             .collect()
     }
 

@@ -48,7 +48,14 @@ async fn extracted(app: &TestApp) {
 
 async fn text_inside_pdf_docx_xlsx_and_text_files_is_found_and_goes_with_the_file(app: TestApp) {
     let t = team(&app).await;
-    let pdf = upload_ok(&app, &t.nurse, t.main(), "報告.pdf", sample::pdf("退院時サマリー 褥瘡なし")).await;
+    let pdf = upload_ok(
+        &app,
+        &t.nurse,
+        t.main(),
+        "報告.pdf",
+        sample::pdf("退院時サマリー 褥瘡なし"),
+    )
+    .await;
     let docx = upload_ok(
         &app,
         &t.nurse,
@@ -117,18 +124,24 @@ async fn text_inside_pdf_docx_xlsx_and_text_files_is_found_and_goes_with_the_fil
         .await;
         assert_eq!(status, StatusCode::NO_CONTENT);
     }
-    for q in ["退院時サマリー", "重要書類", "報告", "訪問看護計画", "計画.docx", "peg"] {
+    for q in [
+        "退院時サマリー",
+        "重要書類",
+        "報告",
+        "訪問看護計画",
+        "計画.docx",
+        "peg",
+    ] {
         assert!(file_names(family, q).await.is_empty(), "{q}");
     }
     let mut conn = app.store().conn().await.expect("conn");
-    let (left,): (i64,) = sqlx::query_as(
-        "SELECT COUNT(*) FROM search_docs WHERE source_id = $1 OR source_id = $2",
-    )
-    .bind(&pdf.id)
-    .bind(&docx.id)
-    .fetch_one(&mut *conn)
-    .await
-    .expect("count");
+    let (left,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM search_docs WHERE source_id = $1 OR source_id = $2")
+            .bind(&pdf.id)
+            .bind(&docx.id)
+            .fetch_one(&mut *conn)
+            .await
+            .expect("count");
     assert_eq!(left, 0);
     let (body_like,): (i64,) =
         sqlx::query_as("SELECT COUNT(*) FROM search_docs WHERE body LIKE '%退院時%'")
@@ -173,9 +186,16 @@ async fn a_zip_bomb_and_a_truncated_pdf_are_survived_and_found_by_name(app: Test
     // The server is fine. (The peak is printed, not asserted: the other tests of this
     // binary run alongside in the same process. The bomb is refused before anything is
     // inflated — its state above — and the caps are unit-tested in `extract`.)
-    t.nurse.client.post_text(t.main(), "まだ動いている").await.expect("post");
+    t.nurse
+        .client
+        .post_text(t.main(), "まだ動いている")
+        .await
+        .expect("post");
     assert_eq!(
-        results(&t.nurse, &SearchQuery::text("まだ動いて")).await.messages.len(),
+        results(&t.nurse, &SearchQuery::text("まだ動いて"))
+            .await
+            .messages
+            .len(),
         1
     );
 }

@@ -13,7 +13,14 @@ use crate::files::harness::upload_ok;
 
 both_backends!(a_private_thread_term_never_reaches_anyone_outside_it);
 
-const SECRET_QUERIES: &[&str] = &["膵", "膵臓", "膵臓がん", "内緒の所見", "\"ご家族には 未告知\"", "未告知 膵"];
+const SECRET_QUERIES: &[&str] = &[
+    "膵",
+    "膵臓",
+    "膵臓がん",
+    "内緒の所見",
+    "\"ご家族には 未告知\"",
+    "未告知 膵",
+];
 
 async fn nothing_for(who: &Person, label: &str, thread: Option<tsunagu_protocol::ids::ThreadId>) {
     for q in SECRET_QUERIES {
@@ -21,7 +28,11 @@ async fn nothing_for(who: &Person, label: &str, thread: Option<tsunagu_protocol:
         query.thread_id = thread;
         let r = results(who, &query).await;
         assert!(
-            r.hits.is_empty() && r.messages.is_empty() && r.files.is_empty() && r.threads.is_empty() && !r.more,
+            r.hits.is_empty()
+                && r.messages.is_empty()
+                && r.files.is_empty()
+                && r.threads.is_empty()
+                && !r.more,
             "{label}: {q} → {r:?}"
         );
     }
@@ -59,8 +70,19 @@ async fn a_private_thread_term_never_reaches_anyone_outside_it(app: TestApp) {
         sample::docx("画像所見", "膵臓がん疑い ご家族には 未告知"),
     )
     .await;
-    upload_ok(&app, &t.doctor, private.id, "所見.pdf", sample::pdf("膵臓がん 未告知")).await;
-    t.nurse.client.post_text(t.main(), "通常の連絡です").await.expect("post");
+    upload_ok(
+        &app,
+        &t.doctor,
+        private.id,
+        "所見.pdf",
+        sample::pdf("膵臓がん 未告知"),
+    )
+    .await;
+    t.nurse
+        .client
+        .post_text(t.main(), "通常の連絡です")
+        .await
+        .expect("post");
     // The extraction must have run, or a miss would prove nothing.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -73,7 +95,10 @@ async fn a_private_thread_term_never_reaches_anyone_outside_it(app: TestApp) {
     }
 
     // Before removal the care manager is inside and finds it.
-    assert!(!results(&removed, &SearchQuery::text("膵臓")).await.hits.is_empty());
+    assert!(!results(&removed, &SearchQuery::text("膵臓"))
+        .await
+        .hits
+        .is_empty());
     t.nurse
         .client
         .remove_member(t.group.id, removed.user.id)
@@ -103,7 +128,13 @@ async fn a_private_thread_term_never_reaches_anyone_outside_it(app: TestApp) {
     }
     // The family and the bystander do search: the main timeline is there for them.
     for who in [&t.family, &bystander] {
-        assert_eq!(results(who, &SearchQuery::text("通常")).await.messages.len(), 1);
+        assert_eq!(
+            results(who, &SearchQuery::text("通常"))
+                .await
+                .messages
+                .len(),
+            1
+        );
         // A query matching both threads shows only the main one.
         let r = results(who, &SearchQuery::text("の")).await;
         assert!(r.threads.iter().all(|th| th.thread_id == t.main()), "{r:?}");

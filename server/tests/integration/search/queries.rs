@@ -27,7 +27,11 @@ async fn one_two_and_three_plus_character_japanese_terms_are_found(app: TestApp)
         "血圧 132/84 脈拍 72",
         "本日は訪問なし",
     ] {
-        t.nurse.client.post_text(t.main(), body).await.expect("post");
+        t.nurse
+            .client
+            .post_text(t.main(), body)
+            .await
+            .expect("post");
     }
     let nurse = &t.nurse;
     assert_eq!(bodies(nurse, "痛").await, ["右足の痛みが強い"]);
@@ -35,8 +39,14 @@ async fn one_two_and_three_plus_character_japanese_terms_are_found(app: TestApp)
         sorted_bodies(nurse, "褥瘡").await,
         ["仙骨部の褥瘡、処置を実施", "褥瘡ケアの記録を更新しました"]
     );
-    assert_eq!(bodies(nurse, "褥瘡ケア").await, ["褥瘡ケアの記録を更新しました"]);
-    assert_eq!(bodies(nurse, "ケアの記録を更新").await, ["褥瘡ケアの記録を更新しました"]);
+    assert_eq!(
+        bodies(nurse, "褥瘡ケア").await,
+        ["褥瘡ケアの記録を更新しました"]
+    );
+    assert_eq!(
+        bodies(nurse, "ケアの記録を更新").await,
+        ["褥瘡ケアの記録を更新しました"]
+    );
     assert_eq!(bodies(nurse, "132/84").await, ["血圧 132/84 脈拍 72"]);
     assert_eq!(bodies(nurse, "72").await, ["血圧 132/84 脈拍 72"]);
     // A one-character term appearing in several messages finds them all.
@@ -55,7 +65,11 @@ async fn width_kana_and_case_do_not_matter(app: TestApp) {
         "3ヶ月後に再評価",
         "コンピュータ入力",
     ] {
-        t.nurse.client.post_text(t.main(), body).await.expect("post");
+        t.nurse
+            .client
+            .post_text(t.main(), body)
+            .await
+            .expect("post");
     }
     let nurse = &t.nurse;
     for q in ["カンゴ", "かんご", "ｶﾝｺﾞ", "カンゴ記録"] {
@@ -81,16 +95,26 @@ async fn phrases_are_exact_and_terms_are_anded(app: TestApp) {
         "血圧は高め、安定剤を処方",
         "食欲なし",
     ] {
-        t.nurse.client.post_text(t.main(), body).await.expect("post");
+        t.nurse
+            .client
+            .post_text(t.main(), body)
+            .await
+            .expect("post");
     }
     let nurse = &t.nurse;
     assert_eq!(
         sorted_bodies(nurse, "血圧 安定").await,
         ["血圧 安定、食欲あり", "血圧は高め、安定剤を処方"]
     );
-    assert_eq!(bodies(nurse, "\"血圧 安定\"").await, ["血圧 安定、食欲あり"]);
+    assert_eq!(
+        bodies(nurse, "\"血圧 安定\"").await,
+        ["血圧 安定、食欲あり"]
+    );
     // Full-width space inside the phrase is a space too.
-    assert_eq!(bodies(nurse, "\"血圧\u{3000}安定\"").await, ["血圧 安定、食欲あり"]);
+    assert_eq!(
+        bodies(nurse, "\"血圧\u{3000}安定\"").await,
+        ["血圧 安定、食欲あり"]
+    );
     assert_eq!(bodies(nurse, "血圧 食欲").await, ["血圧 安定、食欲あり"]);
     assert_eq!(bodies(nurse, "食欲 処方").await, Vec::<String>::new());
     // Mixed lengths: a one-character term with a longer one.
@@ -103,7 +127,9 @@ async fn edited_and_deleted_messages_are_found_by_what_they_say_now(app: TestApp
     let m = c.post_text(t.main(), "発熱 38.5度").await.expect("post");
     let gone = c.post_text(t.main(), "誤送信 褥瘡").await.expect("post");
     assert_eq!(bodies(&t.nurse, "発熱").await, ["発熱 38.5度"]);
-    c.edit_message(t.main(), m.id, "解熱 36.8度").await.expect("edit");
+    c.edit_message(t.main(), m.id, "解熱 36.8度")
+        .await
+        .expect("edit");
     assert!(bodies(&t.nurse, "発熱").await.is_empty(), "the old text");
     assert!(bodies(&t.nurse, "38.5").await.is_empty(), "the old text");
     assert_eq!(bodies(&t.nurse, "解熱").await, ["解熱 36.8度"]);
@@ -132,14 +158,20 @@ async fn hits_are_ranked_snippeted_grouped_and_carry_a_jump_target(app: TestApp)
         "次回も継続して観察する。".repeat(8)
     );
     let m = c.post_text(t.main(), &long).await.expect("post");
-    c.post_text(t.main(), "褥瘡 褥瘡 褥瘡の再発なし").await.expect("post");
+    c.post_text(t.main(), "褥瘡 褥瘡 褥瘡の再発なし")
+        .await
+        .expect("post");
     let r = results(&t.nurse, &SearchQuery::text("ｼﾞｮｸｿｳ 褥瘡")).await;
     assert!(r.hits.is_empty(), "ｼﾞｮｸｿｳ is a reading, not in the text");
     let r = results(&t.nurse, &SearchQuery::text("褥瘡")).await;
     assert_eq!(r.hits.len(), 3);
     // Best first: the message that is the term, then the one repeating it, then the
     // long one that mentions it once.
-    assert!(r.hits.windows(2).all(|w| w[0].score >= w[1].score), "{:?}", r.hits);
+    assert!(
+        r.hits.windows(2).all(|w| w[0].score >= w[1].score),
+        "{:?}",
+        r.hits
+    );
     let order: Vec<&str> = r.messages.iter().map(|m| m.body.as_str()).collect();
     assert_eq!(order[..2], ["褥瘡", "褥瘡 褥瘡 褥瘡の再発なし"]);
     let hit = r
@@ -184,9 +216,21 @@ async fn hits_are_ranked_snippeted_grouped_and_carry_a_jump_target(app: TestApp)
 async fn filters_narrow_by_group_thread_author_time_and_files(app: TestApp) {
     let t = team(&app).await;
     let private = t.private_thread().await;
-    t.nurse.client.post_text(t.main(), "服薬確認 看護").await.expect("post");
-    t.doctor.client.post_text(t.main(), "服薬確認 医師").await.expect("post");
-    t.doctor.client.post_text(private.id, "服薬確認 内緒").await.expect("post");
+    t.nurse
+        .client
+        .post_text(t.main(), "服薬確認 看護")
+        .await
+        .expect("post");
+    t.doctor
+        .client
+        .post_text(t.main(), "服薬確認 医師")
+        .await
+        .expect("post");
+    t.doctor
+        .client
+        .post_text(private.id, "服薬確認 内緒")
+        .await
+        .expect("post");
     let q = |f: &dyn Fn(&mut SearchQuery)| {
         let mut query = SearchQuery::text("服薬確認");
         f(&mut query);
@@ -211,15 +255,30 @@ async fn filters_narrow_by_group_thread_author_time_and_files(app: TestApp) {
         found(results(doctor, &q(&|q| q.group_id = Some(t.group.id))).await).len(),
         3
     );
-    assert!(found(results(doctor, &q(&|q| q.group_id = Some(tsunagu_protocol::ids::GroupId::new()))).await).is_empty());
-    assert!(found(results(doctor, &q(&|q| q.from = Some("2999-01-01T00:00:00Z".into()))).await).is_empty());
+    assert!(found(
+        results(
+            doctor,
+            &q(&|q| q.group_id = Some(tsunagu_protocol::ids::GroupId::new()))
+        )
+        .await
+    )
+    .is_empty());
+    assert!(found(
+        results(
+            doctor,
+            &q(&|q| q.from = Some("2999-01-01T00:00:00Z".into()))
+        )
+        .await
+    )
+    .is_empty());
     assert_eq!(
         found(results(doctor, &q(&|q| q.to = Some("2999-01-01T00:00:00Z".into()))).await).len(),
         3
     );
     // Files: a message with an attachment, and the file itself.
     let pdf = tsunagu_server::domain::search::extract::sample::pdf("服薬確認表");
-    let file = crate::files::harness::upload_ok(&app, &t.nurse, t.main(), "服薬確認表.pdf", pdf).await;
+    let file =
+        crate::files::harness::upload_ok(&app, &t.nurse, t.main(), "服薬確認表.pdf", pdf).await;
     t.nurse
         .client
         .post_message(
@@ -238,13 +297,20 @@ async fn filters_narrow_by_group_thread_author_time_and_files(app: TestApp) {
     assert_eq!(found(r.clone()), ["服薬確認 添付あり"]);
     assert_eq!(r.files.len(), 1);
     assert_eq!(r.files[0].id, file.id);
-    let r = results(doctor, &q(&|q| q.file_kind = Some(tsunagu_protocol::files::FileKind::Pdf))).await;
+    let r = results(
+        doctor,
+        &q(&|q| q.file_kind = Some(tsunagu_protocol::files::FileKind::Pdf)),
+    )
+    .await;
     assert_eq!(found(r.clone()), ["服薬確認 添付あり"]);
     assert_eq!(r.files.len(), 1);
-    assert!(results(doctor, &q(&|q| q.file_kind = Some(tsunagu_protocol::files::FileKind::Excel)))
-        .await
-        .hits
-        .is_empty());
+    assert!(results(
+        doctor,
+        &q(&|q| q.file_kind = Some(tsunagu_protocol::files::FileKind::Excel))
+    )
+    .await
+    .hits
+    .is_empty());
     let r = results(doctor, &q(&|q| q.kind = Some(SearchHitKind::File))).await;
     assert!(r.messages.is_empty() && r.files.len() == 1);
     assert_eq!(r.hits[0].kind, SearchHitKind::File);
@@ -267,7 +333,11 @@ async fn query_syntax_is_matched_literally_and_bad_input_is_a_400(app: TestApp) 
         "C:\\temp\\x",
         "普通の文",
     ] {
-        t.nurse.client.post_text(t.main(), body).await.expect("post");
+        t.nurse
+            .client
+            .post_text(t.main(), body)
+            .await
+            .expect("post");
     }
     let nurse = &t.nurse;
     assert_eq!(bodies(nurse, "%").await, ["達成率50%"]);
@@ -283,7 +353,10 @@ async fn query_syntax_is_matched_literally_and_bad_input_is_a_400(app: TestApp) 
     assert_eq!(bodies(nurse, "引用\"").await, ["\"引用\" と *印"]);
     assert_eq!(bodies(nurse, "\\temp\\").await, ["C:\\temp\\x"]);
     assert_eq!(bodies(nurse, "body:普通").await, Vec::<String>::new());
-    assert_eq!(bodies(nurse, "普通 OR 存在しない").await, Vec::<String>::new());
+    assert_eq!(
+        bodies(nurse, "普通 OR 存在しない").await,
+        Vec::<String>::new()
+    );
     for q in [
         "",
         "   ",
@@ -316,7 +389,11 @@ async fn query_syntax_is_matched_literally_and_bad_input_is_a_400(app: TestApp) 
     let (status, _) = raw(
         &app,
         nurse,
-        &[("q", "普通"), ("from", "2030-01-01T00:00:00Z"), ("to", "2020-01-01T00:00:00Z")],
+        &[
+            ("q", "普通"),
+            ("from", "2030-01-01T00:00:00Z"),
+            ("to", "2020-01-01T00:00:00Z"),
+        ],
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -324,8 +401,16 @@ async fn query_syntax_is_matched_literally_and_bad_input_is_a_400(app: TestApp) 
 
 async fn messages_stored_before_the_index_are_found_after_a_restart(app: TestApp) {
     let t = team(&app).await;
-    t.nurse.client.post_text(t.main(), "導入前の褥瘡記録").await.expect("post");
-    t.nurse.client.post_text(t.main(), "導入前の服薬メモ").await.expect("post");
+    t.nurse
+        .client
+        .post_text(t.main(), "導入前の褥瘡記録")
+        .await
+        .expect("post");
+    t.nurse
+        .client
+        .post_text(t.main(), "導入前の服薬メモ")
+        .await
+        .expect("post");
     // As if they had been stored before migration 0010: no index, no backfill yet.
     {
         let mut conn = app.store().conn().await.expect("conn");
