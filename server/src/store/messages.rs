@@ -59,7 +59,9 @@ pub async fn insert(conn: &mut Conn, row: &MessageRow) -> Result<bool> {
 /// Inserts many messages at once (multi-row inserts, in the caller's transaction), with
 /// the same idempotency rule as [`insert`]. For imports and the bench's million-message
 /// thread: the seqs must have been taken first ([`super::threads::take_seqs`]). Returns
-/// how many rows were inserted.
+/// how many rows were inserted. Rows stored this way are not in the search index until
+/// `domain::search::index::add_message` is called for each in the same transaction (as
+/// `tsunagu-bench search` does) or the backfill runs.
 pub async fn insert_many(conn: &mut Conn, rows: &[MessageRow]) -> Result<u64> {
     let mut inserted = 0;
     // 12 parameters a row: 500 rows stay far below both backends' parameter limits.

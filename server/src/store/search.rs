@@ -226,14 +226,13 @@ pub async fn candidates(
     let mut sql = format!("SELECT {COLUMNS} FROM ");
     let mut next = 12;
     let mut texts: Vec<String> = Vec::new();
-    let order;
-    match (driver, backend) {
+    let order = match (driver, backend) {
         (Driver::Gram(_), _) => {
             sql.push_str(
                 "search_grams g JOIN search_docs d ON d.doc_no = g.doc_no WHERE g.gram = $12",
             );
             next += 1;
-            order = "g.doc_no DESC";
+            "g.doc_no DESC"
         }
         (Driver::Trigram(terms), Backend::Sqlite) => {
             sql.push_str(
@@ -241,14 +240,14 @@ pub async fn candidates(
             );
             texts.push(fts_phrases(terms));
             next += 1;
-            order = "s.rowid DESC";
+            "s.rowid DESC"
         }
         (Driver::Trigram(_), Backend::Postgres) => {
             // The LIKE terms below are what the GIN index answers.
             sql.push_str("search_docs d WHERE 1 = 1");
-            order = "d.doc_no DESC";
+            "d.doc_no DESC"
         }
-    }
+    };
     let like_start = next;
     for _ in contains {
         sql.push_str(&format!(" AND d.body LIKE ${next} ESCAPE '\\'"));

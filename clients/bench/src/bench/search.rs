@@ -216,22 +216,23 @@ async fn seed_people(
     Ok((BenchViewer { region, user }, threads))
 }
 
-/// Inserts messages `from..to` (generated from `seed`), 1000 per transaction, indexed or
+/// Inserts messages `0..to` (generated from the corpus's seed), 1000 per transaction, indexed or
 /// not. Returns the rate in messages per second.
+struct Corpus<'a> {
+    viewer: &'a BenchViewer,
+    threads: &'a [(String, String)],
+    seed: u64,
+}
+
 async fn insert(
     store: &Store,
-    viewer: &BenchViewer,
-    threads: &[(String, String)],
-    seed: u64,
-    from: usize,
+    corpus: &Corpus<'_>,
     to: usize,
     indexed: bool,
     progress: bool,
 ) -> anyhow::Result<f64> {
+    let (viewer, threads, seed, from) = (corpus.viewer, corpus.threads, corpus.seed, 0);
     let mut rng = Rng(seed | 1);
-    for _ in 0..from {
-        note(&mut rng);
-    }
     let t0 = Instant::now();
     let base = 1_700_000_000_000i64;
     let mut i = from;
@@ -299,7 +300,12 @@ pub async fn run(
         let _ = std::fs::remove_file(&path);
         let store = open(&path).await?;
         let (viewer, threads) = seed_people(&store, groups).await?;
-        rates.push(insert(&store, &viewer, &threads, seed, 0, sample, indexed, false).await?);
+        let corpus = Corpus {
+            viewer: &viewer,
+            threads: &threads,
+            seed,
+        };
+        rates.push(insert(&store, &corpus, sample, indexed, false).await?);
         store.close().await;
         let _ = std::fs::remove_file(&path);
     }
@@ -315,7 +321,12 @@ pub async fn run(
     let _ = std::fs::remove_file(&path);
     let store = open(&path).await?;
     let (viewer, threads) = seed_people(&store, groups).await?;
-    let rate = insert(&store, &viewer, &threads, seed, 0, n, true, true).await?;
+    let corpus = Corpus {
+        viewer: &viewer,
+        threads: &threads,
+        seed,
+    };
+    let rate = insert(&store, &corpus, n, true, true).await?;
     println!("built: {n} messages at {rate:.0} msg/s with the index");
     let mut conn = store.conn().await?;
     sqlx::query("ANALYZE").execute(&mut *conn).await?;

@@ -133,7 +133,7 @@ fn office(data: &[u8], out: &mut Text, wanted: impl Fn(&str) -> bool) -> Result<
         return Err(ExtractError::Malformed);
     }
     // Document order: sharedStrings before sheets, sheet2 before sheet10.
-    names.sort_by(|a, b| natural_key(&a.1).cmp(&natural_key(&b.1)));
+    names.sort_by_key(|a| natural_key(&a.1));
     let mut budget = MAX_INFLATED_BYTES;
     for (i, _) in names {
         let entry = archive.by_index(i).map_err(|_| ExtractError::Malformed)?;
