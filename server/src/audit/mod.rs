@@ -57,6 +57,12 @@ pub enum Action {
     KeyRotated,
     AuditReportExported,
     AuditVerified,
+    ApiClientCreated,
+    ApiClientUpdated,
+    ApiClientDisabled,
+    ApiClientSecretRotated,
+    AppTokenIssued,
+    AppTokenRefused,
 }
 
 impl Action {
@@ -102,6 +108,12 @@ impl Action {
             Action::KeyRotated => "key_rotated",
             Action::AuditReportExported => "audit_report_exported",
             Action::AuditVerified => "audit_verified",
+            Action::ApiClientCreated => "api_client_created",
+            Action::ApiClientUpdated => "api_client_updated",
+            Action::ApiClientDisabled => "api_client_disabled",
+            Action::ApiClientSecretRotated => "api_client_secret_rotated",
+            Action::AppTokenIssued => "app_token_issued",
+            Action::AppTokenRefused => "app_token_refused",
         }
     }
 
@@ -147,6 +159,12 @@ impl Action {
         Action::KeyRotated,
         Action::AuditReportExported,
         Action::AuditVerified,
+        Action::ApiClientCreated,
+        Action::ApiClientUpdated,
+        Action::ApiClientDisabled,
+        Action::ApiClientSecretRotated,
+        Action::AppTokenIssued,
+        Action::AppTokenRefused,
     ];
 
     /// Parses the stored form; `None` for anything else.

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use tsunagu_protocol::files::{
     FileKind, JumpTarget, SearchHit, SearchHitKind, SearchResults, ThreadHits,
 };
+use tsunagu_protocol::apps::Scope;
 use tsunagu_protocol::ids::{GroupId, ThreadId, UserId};
 
 use super::access::Member;
@@ -240,11 +241,25 @@ impl Search {
                 return Err(DomainError::Invalid("from must be before to".into()));
             }
         }
+        // An app sees file hits only with `files:read` (the route needs `messages:read`):
+        // without it, files are not searched at all.
+        let files_allowed = member.session().require(Scope::FilesRead).is_ok();
+        let source = match (req.kind, files_allowed) {
+            (Some(SearchHitKind::File), false) => {
+                return Ok(SearchResults {
+                    hits: Vec::new(),
+                    threads: Vec::new(),
+                    more: false,
+                    messages: Vec::new(),
+                    files: Vec::new(),
+                })
+            }
+            (Some(SearchHitKind::File), true) => Some("file"),
+            (Some(SearchHitKind::Message), _) | (None, false) => Some("message"),
+            (None, true) => None,
+        };
         let filter = Filter {
-            source: req.kind.map(|k| match k {
-                SearchHitKind::Message => "message",
-                SearchHitKind::File => "file",
-            }),
+            source,
             group_id: req.group_id.map(|g| g.to_string()),
             thread_id: req.thread_id.map(|t| t.to_string()),
             author_id: req.author_id.map(|u| u.to_string()),
