@@ -675,6 +675,23 @@ impl Client {
         self.post_message(thread, &req).await
     }
 
+    /// A search hit's context: the messages of `jump.thread_id` from `context` before
+    /// `jump.seq` to `context` after it (the hit included).
+    pub async fn messages_around(
+        &self,
+        jump: &tsunagu_protocol::files::JumpTarget,
+        context: i64,
+    ) -> Result<MessagePage> {
+        let seq = jump.seq.unwrap_or(1);
+        self.list_messages(
+            jump.thread_id,
+            Some((seq - context - 1).max(0)),
+            None,
+            Some(2 * context + 1),
+        )
+        .await
+    }
+
     /// A page of the timeline: `after_seq` to catch up, `before_seq` to scroll back,
     /// neither for the latest.
     pub async fn list_messages(
@@ -1211,10 +1228,21 @@ impl Client {
         self.get_with_query(url, filter).await
     }
 
-    /// Messages and files the caller may see that contain `q`.
+    /// Messages and files the caller may see that contain every term of `q`, ranked.
     pub async fn search(&self, q: &str) -> Result<tsunagu_protocol::files::SearchResults> {
+        self.search_with(&tsunagu_protocol::files::SearchQuery::text(q))
+            .await
+    }
+
+    /// [`search`](Self::search) with filters (group, thread, author, time range, has a
+    /// file, file kind, messages or files only) and a limit. Each hit's `jump` names the
+    /// thread and `seq` to open; [`Client::messages_around`] pages the context.
+    pub async fn search_with(
+        &self,
+        query: &tsunagu_protocol::files::SearchQuery,
+    ) -> Result<tsunagu_protocol::files::SearchResults> {
         let url = self.url("api/v1/search")?;
-        self.get_with_query(url, &[("q", q)]).await
+        self.get_with_query(url, query).await
     }
 
     async fn audit_page(

@@ -12,6 +12,7 @@ pub mod messages;
 pub mod organizations;
 pub mod regions;
 pub mod scope;
+pub mod search;
 pub mod sessions;
 pub mod threads;
 pub mod users;
