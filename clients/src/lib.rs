@@ -365,6 +365,40 @@ impl Client {
             .await
     }
 
+    /// Edits one's own display name, kana and profile line.
+    pub async fn update_me(&self, req: &tsunagu_protocol::accounts::UpdateMe) -> Result<Me> {
+        self.authed(Method::PATCH, "api/v1/me", Some(req)).await
+    }
+
+    /// The directory of the region's professionals: `q` matches name or kana.
+    pub async fn directory(
+        &self,
+        q: Option<&str>,
+        cursor: Option<UserId>,
+    ) -> Result<tsunagu_protocol::accounts::DirectoryPage> {
+        let mut url = self.url("api/v1/users")?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            if let Some(q) = q {
+                pairs.append_pair("q", q);
+            }
+            if let Some(c) = cursor {
+                pairs.append_pair("cursor", &c.to_string());
+            }
+        }
+        let path = match url.query() {
+            Some(query) => format!("api/v1/users?{query}"),
+            None => "api/v1/users".to_owned(),
+        };
+        self.authed::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// The region's active organisations.
+    pub async fn organizations(&self) -> Result<OrganizationList> {
+        self.authed::<(), _>(Method::GET, "api/v1/organizations", None)
+            .await
+    }
+
     // ---- region administration ----
 
     pub async fn admin_regions(&self) -> Result<RegionList> {

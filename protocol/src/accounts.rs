@@ -54,6 +54,16 @@ wire_enum!(
     }
 );
 
+wire_enum!(
+    /// Who the directory lists to whom.
+    DirectoryScope {
+        /// Every professional of the region.
+        Region = "region",
+        /// People of one's own organisation, and those one already shares a group with.
+        Organization = "organization",
+    }
+);
+
 /// A region (a city/county medical association area): the unit of tenancy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -280,6 +290,8 @@ pub struct Policy {
     /// `text`, `other`); absent means all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_file_kinds: Option<Vec<String>>,
+    /// Who the directory (`GET /api/v1/users`) lists to whom.
+    pub directory_scope: DirectoryScope,
 }
 
 /// `PATCH /api/v1/admin/policy`: absent fields stay as they are.
@@ -308,6 +320,8 @@ pub struct UpdatePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Vec<crate::files::FileKind>>, min_items = 1))]
     pub allowed_file_kinds: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_scope: Option<DirectoryScope>,
 }
 
 /// `GET /api/v1/me`: the caller, their region and organisation.
@@ -322,6 +336,71 @@ pub struct Me {
     /// `password_change_required` or `mfa_enrollment_required`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_action: Option<String>,
+    /// The profile line the person wrote (`PATCH /api/v1/me`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
+}
+
+/// `PATCH /api/v1/me`: what a person edits of their own profile; absent fields stay.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMe {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
+    pub display_name_kana: Option<String>,
+    /// A short line shown in the directory ("訪問看護 ○○ステーション所属、褥瘡ケア担当");
+    /// an empty string removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 200, pattern = r"^[^\u0000-\u001f\u007f-\u009f]*$")
+    )]
+    pub about: Option<String>,
+}
+
+/// A professional as the directory lists them to colleagues.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DirectoryEntry {
+    pub id: UserId,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name_kana: Option<String>,
+    pub profession: Profession,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<OrganizationId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub about: Option<String>,
+}
+
+/// `GET /api/v1/users`: a page of the directory, in kana order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DirectoryPage {
+    pub users: Vec<DirectoryEntry>,
+    /// Pass as `cursor` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
 }
 
 /// Answer of create calls: the new object's id.

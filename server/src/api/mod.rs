@@ -6,6 +6,7 @@ mod admin_groups;
 mod apps;
 mod audit;
 mod auth;
+mod directory;
 pub mod error;
 pub mod extract;
 mod files;
@@ -87,6 +88,7 @@ pub(crate) fn routes() -> Routes {
         json: OpenApiRouter::new()
             .merge(auth::routes())
             .merge(me::routes())
+            .merge(directory::routes())
             .merge(admin::routes())
             .merge(admin_groups::routes())
             .merge(apps::routes())

@@ -9,6 +9,7 @@ pub mod audit_reports;
 pub mod auth;
 mod commit;
 mod convert;
+pub mod directory;
 pub mod error;
 pub mod files;
 pub mod group_admin;
@@ -72,6 +73,7 @@ struct Services {
     operator: operator::Operator,
     groups: groups::Groups,
     group_admin: group_admin::GroupAdmin,
+    directory: directory::Directory,
     invitations: invitations::Invitations,
     threads: threads::Threads,
     messages: messages::Messages,
@@ -111,6 +113,7 @@ impl Domain {
                 admin,
                 invitations: invitations::Invitations::new(shared.clone(), groups.clone()),
                 group_admin: group_admin::GroupAdmin::new(shared.clone(), groups.clone()),
+                directory: directory::Directory::new(shared.clone()),
                 groups,
                 threads: threads::Threads::new(shared.clone()),
                 messages: messages::Messages::new(shared.clone(), &settings),
@@ -152,6 +155,11 @@ impl Domain {
     /// The region's groups as its administrators manage them (without their content).
     pub fn group_admin(&self) -> &group_admin::GroupAdmin {
         &self.inner.group_admin
+    }
+
+    /// The directory of professionals, organisations, one's own profile.
+    pub fn directory(&self) -> &directory::Directory {
+        &self.inner.directory
     }
 
     /// Invitation codes and join requests.

@@ -5,6 +5,7 @@
 //! `docs/architecture.md` and proven by `server/tests/conformance`.
 
 pub mod api_clients;
+pub mod directory;
 pub mod files;
 pub mod groups;
 pub mod invitations;

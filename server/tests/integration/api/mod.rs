@@ -4,6 +4,7 @@
 mod admin;
 mod admin_groups;
 mod auth;
+mod directory;
 mod http;
 mod lifecycle;
 mod operator;
