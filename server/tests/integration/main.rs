@@ -13,6 +13,7 @@ mod audit;
 mod authz;
 mod durability;
 mod files;
+mod hardening;
 mod messaging;
 
 /// The server binary, for the tests that run it as a child process.

@@ -10,7 +10,7 @@
 //! unless `TSUNAGU_TEST_REQUIRE_POSTGRES=1` / `TSUNAGU_TEST_REQUIRE_S3=1` (CI), where
 //! they run and fail.
 
-mod harness;
+pub(crate) mod harness;
 
 mod keys;
 mod library;
