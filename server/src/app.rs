@@ -75,6 +75,18 @@ pub async fn open(config: &Config) -> anyhow::Result<(Domain, Store)> {
         open_bus(config).await?,
         open_files(config)?,
     );
+    // Plain TOTP secrets from before migration 0011 are sealed now rather than at their
+    // owner's next sign-in: a dormant account's secret would otherwise stay readable in
+    // the database (and its backups) indefinitely. Idempotent and row by row, so nodes
+    // starting together share the work; `Accounts` still reads a plain one meanwhile.
+    let sealed = domain
+        .maintenance()
+        .seal_totp_secrets(true)
+        .await
+        .context("sealing TOTP secrets")?;
+    if sealed > 0 {
+        tracing::info!(sealed, "sealed plain TOTP secrets under the current KEK");
+    }
     match domain
         .operator()
         .bootstrap(config.bootstrap.admin_password.as_ref())
@@ -150,7 +162,10 @@ fn open_files(config: &Config) -> anyhow::Result<FileServices> {
         create,
     )
     .context("loading key-encryption keys")?;
-    Ok(FileServices { blobs, keys })
+    Ok(FileServices {
+        blobs,
+        keys: Arc::new(keys),
+    })
 }
 
 /// The key that signs audit checkpoints. Generated only at the default location; a

@@ -44,8 +44,8 @@ enum KeysCommand {
     /// files are wrapped with it once the servers restart (the newest id is current
     /// unless `files.current_kek` says otherwise).
     New,
-    /// Re-wrap every file's data key under the current KEK. Blobs are not rewritten.
-    /// Afterwards older KEK files can be removed.
+    /// Re-wrap every file's data key and every TOTP secret under the current KEK.
+    /// Blobs are not rewritten. Afterwards older KEK files can be removed.
     Rotate,
     /// List the configured KEK ids and which one is current.
     List,
@@ -153,8 +153,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Rotate) => {
             let domain = open_domain(&config).await?;
             let n = domain.maintenance().rotate_keys().await?;
+            let t = domain.maintenance().seal_totp_secrets(false).await?;
             let (_, current) = domain.maintenance().kek_ids();
-            eprintln!("re-wrapped {n} data keys under {current}; older KEKs can now be removed");
+            eprintln!(
+                "re-wrapped {n} data keys and {t} TOTP secrets under {current}; older KEKs can now be removed"
+            );
             domain.close().await;
         }
         Command::Audit(AuditCommand::Verify) => match audit_verify(&config).await {

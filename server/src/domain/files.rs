@@ -32,7 +32,8 @@ const MAX_NAME_CHARS: usize = 255;
 /// The blob store and the key-encryption keys, held by the domain.
 pub struct FileServices {
     pub blobs: BlobStore,
-    pub keys: KeyRing,
+    /// Shared with accounts, which seal TOTP secrets with the same KEKs.
+    pub keys: std::sync::Arc<KeyRing>,
 }
 
 /// What the caller asked for of a file's content.

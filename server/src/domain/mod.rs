@@ -86,6 +86,7 @@ impl Domain {
         files: files::FileServices,
     ) -> Self {
         let shared = Shared::new(store, bus);
+        let keys = files.keys.clone();
         let blobs = Arc::new(files);
         let admin = admin::Admin::new(shared.clone());
         let groups = groups::Groups::new(shared.clone());
@@ -96,6 +97,7 @@ impl Domain {
                     signer,
                     throttle,
                     settings.totp_issuer.clone(),
+                    keys,
                 ),
                 operator: operator::Operator::new(shared.clone(), admin.clone()),
                 admin,

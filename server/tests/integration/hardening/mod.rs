@@ -4,3 +4,4 @@
 //! that restore.
 
 mod names;
+mod totp;
