@@ -744,6 +744,8 @@ pub async fn verify_store(
     store: &Store,
     verifier: &checkpoint::CheckpointVerifier,
 ) -> Result<VerifyReport> {
+    // Keys rotated since start (on any node) are known before anything is checked.
+    verifier.refresh();
     let mut conn = store.conn().await?;
     // A read-only snapshot: on SQLite (WAL) a deferred transaction reads one snapshot
     // from its first read on; PostgreSQL needs REPEATABLE READ for the same.

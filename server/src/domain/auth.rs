@@ -54,6 +54,16 @@ impl Accounts {
         }
     }
 
+    /// Re-reads the access-token key ring (a periodic chore; see `tokens::RELOAD_EVERY`).
+    pub fn reload_keys(&self) -> std::result::Result<bool, tokens::KeyError> {
+        self.signer.reload()
+    }
+
+    /// The access-token keys: id, when added, file, what each does now.
+    pub fn signing_keys(&self) -> Vec<(String, i64, std::path::PathBuf, tokens::KeyState)> {
+        self.signer.keys()
+    }
+
     /// Forgets sign-in failures old enough not to count (a periodic chore).
     pub fn prune_throttle(&self) {
         self.throttle.prune();

@@ -83,6 +83,26 @@ impl Maintenance {
         Ok(done)
     }
 
+    /// Records a key rotation done at the shell (`keys jwt-rotate`, `keys audit-rotate`):
+    /// `key_rotated` with no actor, what was rotated in `detail` (key ids only).
+    pub async fn record_key_rotation(
+        &self,
+        command: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        audit::append_alone(
+            self.shared.store(),
+            &RequestMeta {
+                user_agent: Some(format!("tsunagu-server {command}")),
+                ..Default::default()
+            },
+            AuditEvent::new(Action::KeyRotated, Outcome::Success, &Default::default())
+                .detail(detail),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Seals TOTP secrets under the current KEK, in transactions of 500 users: with
     /// `only_plain`, just those still in plain text (the start-up pass after migration
     /// 0011); otherwise also those sealed by an older KEK (`keys rotate`). Each row is

@@ -3,5 +3,6 @@
 //! key rotation without signing anyone out, audit verification as a job — and backups
 //! that restore.
 
+mod keys;
 mod names;
 mod totp;
