@@ -251,6 +251,7 @@ impl Application {
             shutdown: stop_rx,
             ws: config.ws.clone(),
             audit_verifier: load_audit_verifier(config)?,
+            verify_wait: Duration::from_secs(config.http.request_timeout_secs) * 2 / 3,
             live: config.limits.clone(),
         };
         let router = api::router(

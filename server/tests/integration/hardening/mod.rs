@@ -6,3 +6,4 @@
 mod keys;
 mod names;
 mod totp;
+mod verify_job;
