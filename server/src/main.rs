@@ -1,4 +1,5 @@
-//! `tsunagu-server`: `serve` (default), `migrate`, `admin`.
+//! `tsunagu-server`: `serve` (default), `migrate`, `admin`, `audit`, `keys`, `backup`,
+//! `restore`.
 
 use std::io::Read;
 
@@ -36,6 +37,20 @@ enum Command {
     /// File encryption keys (KEKs).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Back up a single-machine installation (SQLite, local blobs) into a new directory:
+    /// the keys, an online snapshot of the database, the blobs and a manifest of SHA-256
+    /// checksums. The server may keep running. (PostgreSQL/S3: see docs/operations.md.)
+    Backup {
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Restore a backup into an empty data directory (and empty key and blob locations),
+    /// after checking every file against the manifest. Run it with the configuration the
+    /// restored server will use, before starting it.
+    Restore {
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -146,6 +161,30 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("migrations applied");
         }
         Command::Admin(cmd) => admin(&config, cmd).await?,
+        Command::Backup { to } => {
+            let manifest = tsunagu_server::backup::backup(&config, &to).await?;
+            let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
+            eprintln!(
+                "backed up {} files ({bytes} bytes) to {}; manifest.json lists their SHA-256",
+                manifest.files.len(),
+                to.display()
+            );
+            if manifest.env_keks_not_included {
+                eprintln!(
+                    "warning: KEKs from TSUNAGU_FILES_KEKS are not in the backup; keep them with it"
+                );
+            }
+        }
+        Command::Restore { from } => {
+            let manifest = tsunagu_server::backup::restore(&config, &from)?;
+            eprintln!(
+                "restored {} files from {} (backup of {}) into {}; start the server, then run `audit verify`",
+                manifest.files.len(),
+                from.display(),
+                manifest.created_at,
+                config.data_dir.display()
+            );
+        }
         Command::Keys(KeysCommand::New) => {
             let dir = config.kek_dir();
             let id = tsunagu_server::blob::keys::generate_kek(&dir)?;
