@@ -58,6 +58,7 @@ pub enum Action {
     KeyRotated,
     AuditReportExported,
     AuditVerified,
+    JoinRequestRejected,
 }
 
 impl Action {
@@ -103,6 +104,7 @@ impl Action {
             Action::KeyRotated => "key_rotated",
             Action::AuditReportExported => "audit_report_exported",
             Action::AuditVerified => "audit_verified",
+            Action::JoinRequestRejected => "join_request_rejected",
         }
     }
 
@@ -148,6 +150,7 @@ impl Action {
         Action::KeyRotated,
         Action::AuditReportExported,
         Action::AuditVerified,
+        Action::JoinRequestRejected,
     ];
 
     /// Parses the stored form; `None` for anything else.

@@ -300,6 +300,7 @@ impl AuditReports {
                 Outcome::Success,
                 &admin.session().actor(),
             )
+            .target("audit_report", kind.as_str())
             .detail(Value::Object(detail)),
         )
         .await?;

@@ -3,6 +3,7 @@
 //! key rotation without signing anyone out, audit verification as a job — and backups
 //! that restore.
 
+mod audit_coverage;
 mod backup;
 mod keys;
 mod names;
