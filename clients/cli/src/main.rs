@@ -7,6 +7,8 @@
 //! `upload` and `download` stream (memory does not grow with the file) and show a
 //! progress bar when standard error is a terminal and `--json` is not given.
 
+mod admin;
+
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,6 +112,9 @@ enum Command {
     /// Audit reports and verification (region administrators).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Region administration: third-party apps (region administrators).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
 }
 
 #[derive(Subcommand)]
@@ -447,6 +452,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 return Err(Failure::Broken);
             }
         }
+        Command::Admin(command) => admin::run(command, &path, cli.json).await?,
     }
     Ok(())
 }

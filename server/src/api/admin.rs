@@ -251,7 +251,11 @@ pub async fn deactivate_user(
 #[utoipa::path(
     post, path = "/api/v1/admin/users/{id}/reactivate", tag = "admin",
     params(("id" = uuid::Uuid, Path, description = "User id")),
-    responses((status = 200, body = User), (status = 404, body = ErrorBody)),
+    responses(
+        (status = 200, body = User),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "An app's account: enable the app under `/admin/api-clients`", body = ErrorBody),
+    ),
     security(("bearer" = []))
 )]
 pub async fn reactivate_user(
@@ -278,7 +282,7 @@ pub async fn reactivate_user(
         (status = 200, body = User),
         (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "Your own account: use `POST /api/v1/me/password`", body = ErrorBody),
+        (status = 409, description = "Your own account (use `POST /api/v1/me/password`), or an app's account", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -305,7 +309,7 @@ pub async fn reset_password(
     responses(
         (status = 200, body = User),
         (status = 404, body = ErrorBody),
-        (status = 409, description = "Your own account: another administrator resets it", body = ErrorBody),
+        (status = 409, description = "Your own account (another administrator resets it), or an app's account", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -59,6 +59,12 @@ pub enum Action {
     AuditReportExported,
     AuditVerified,
     JoinRequestRejected,
+    ApiClientCreated,
+    ApiClientUpdated,
+    ApiClientDisabled,
+    ApiClientSecretRotated,
+    AppTokenIssued,
+    AppTokenRefused,
 }
 
 impl Action {
@@ -105,6 +111,12 @@ impl Action {
             Action::AuditReportExported => "audit_report_exported",
             Action::AuditVerified => "audit_verified",
             Action::JoinRequestRejected => "join_request_rejected",
+            Action::ApiClientCreated => "api_client_created",
+            Action::ApiClientUpdated => "api_client_updated",
+            Action::ApiClientDisabled => "api_client_disabled",
+            Action::ApiClientSecretRotated => "api_client_secret_rotated",
+            Action::AppTokenIssued => "app_token_issued",
+            Action::AppTokenRefused => "app_token_refused",
         }
     }
 
@@ -151,6 +163,12 @@ impl Action {
         Action::AuditReportExported,
         Action::AuditVerified,
         Action::JoinRequestRejected,
+        Action::ApiClientCreated,
+        Action::ApiClientUpdated,
+        Action::ApiClientDisabled,
+        Action::ApiClientSecretRotated,
+        Action::AppTokenIssued,
+        Action::AppTokenRefused,
     ];
 
     /// Parses the stored form; `None` for anything else.

@@ -106,6 +106,8 @@ impl Invitations {
         code: &str,
         meta: &RequestMeta,
     ) -> Result<AcceptedInvitation> {
+        // An app joins a group only when an owner adds it.
+        member.person()?;
         let s = member.session();
         let mut tx = self.shared.store().begin().await?;
         let inv = invitations::redeem(&mut tx, &hash_code(code.trim()), now_ms())
@@ -127,6 +129,22 @@ impl Invitations {
             .is_some()
         {
             return Err(DomainError::Conflict("already a member".into()));
+        }
+        if groups::was_removed(&mut tx, &group.0, &me.id).await? {
+            // The code's use is not spent: the transaction is dropped.
+            drop(tx);
+            audit::append_alone(
+                self.shared.store(),
+                meta,
+                AuditEvent::new(Action::InvitationAccepted, Outcome::Denied, &s.actor())
+                    .target("invitation", inv.id.clone())
+                    .group(group.0.clone())
+                    .detail(json!({ "reason": "removed_member" })),
+            )
+            .await?;
+            return Err(DomainError::Forbidden(
+                "you were removed from this group: an owner must add you again",
+            ));
         }
         let patient_side =
             is_patient_side_profession(me.profession) || inv.patient_side.is_some_and(|p| p != 0);

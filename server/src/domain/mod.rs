@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod apps;
 pub mod audit_reports;
 pub mod auth;
 mod commit;
@@ -47,6 +48,8 @@ pub struct DomainSettings {
     /// Posts per user (REST and websocket together): refill per minute and burst.
     pub posts_per_minute: u32,
     pub posts_burst: u32,
+    /// Third-party apps: token lifetime, token URL, default request rate.
+    pub apps: apps::AppSettings,
 }
 
 /// The rules, as one service per area. Shared and cheap to clone; api handlers hold
@@ -64,6 +67,7 @@ struct Services {
     shared: Shared,
     accounts: auth::Accounts,
     admin: admin::Admin,
+    apps: apps::Apps,
     operator: operator::Operator,
     groups: groups::Groups,
     invitations: invitations::Invitations,
@@ -90,15 +94,19 @@ impl Domain {
         let blobs = Arc::new(files);
         let admin = admin::Admin::new(shared.clone());
         let groups = groups::Groups::new(shared.clone());
+        let signer = Arc::new(signer);
+        let app_limits = apps::limits::AppLimits::new(settings.apps.requests_per_minute);
         Domain {
             inner: Arc::new(Services {
                 accounts: auth::Accounts::new(
                     shared.clone(),
-                    signer,
+                    signer.clone(),
                     throttle,
+                    app_limits,
                     settings.totp_issuer.clone(),
                     keys,
                 ),
+                apps: apps::Apps::new(shared.clone(), signer, settings.apps.clone()),
                 operator: operator::Operator::new(shared.clone(), admin.clone()),
                 admin,
                 invitations: invitations::Invitations::new(shared.clone(), groups.clone()),
@@ -123,6 +131,11 @@ impl Domain {
     /// Region administration: organisations, users, policy.
     pub fn admin(&self) -> &admin::Admin {
         &self.inner.admin
+    }
+
+    /// Third-party apps: registration, secrets, the OAuth token grant.
+    pub fn apps(&self) -> &apps::Apps {
+        &self.inner.apps
     }
 
     /// What the operator's shell does: bootstrap, regions, account rescue.

@@ -1,7 +1,7 @@
 //! `groups` and `group_members`.
 
 use sqlx::FromRow;
-use tsunagu_protocol::accounts::Profession;
+use tsunagu_protocol::accounts::{Profession, UserKind};
 use tsunagu_protocol::messaging::{GroupKind, MemberRole};
 
 use super::{Conn, Result};
@@ -127,6 +127,7 @@ pub struct MemberRow {
     pub display_name: String,
     pub profession: Profession,
     pub organization_id: Option<String>,
+    pub kind: UserKind,
 }
 
 pub async fn add_member(
@@ -191,7 +192,7 @@ pub async fn get_member(
     user_id: &str,
 ) -> Result<Option<MemberRow>> {
     Ok(sqlx::query_as(
-        "SELECT m.user_id, m.role, m.patient_side, m.joined_at, u.display_name, u.profession, u.organization_id \
+        "SELECT m.user_id, m.role, m.patient_side, m.joined_at, u.display_name, u.profession, u.organization_id, u.kind \
          FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 AND m.user_id = $2",
     )
     .bind(group_id)
@@ -202,7 +203,7 @@ pub async fn get_member(
 
 pub async fn list_members(conn: &mut Conn, group_id: &str) -> Result<Vec<MemberRow>> {
     Ok(sqlx::query_as(
-        "SELECT m.user_id, m.role, m.patient_side, m.joined_at, u.display_name, u.profession, u.organization_id \
+        "SELECT m.user_id, m.role, m.patient_side, m.joined_at, u.display_name, u.profession, u.organization_id, u.kind \
          FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 \
          ORDER BY m.joined_at, m.user_id",
     )
@@ -218,4 +219,49 @@ pub async fn count_owners(conn: &mut Conn, group_id: &str) -> Result<i64> {
             .fetch_one(conn)
             .await?;
     Ok(n)
+}
+
+/// Records that `user_id` was removed from the group by someone else (see migration
+/// 0012): no invitation code lets them back in.
+pub async fn record_removal(
+    conn: &mut Conn,
+    group_id: &str,
+    user_id: &str,
+    removed_by: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO group_removals (group_id, user_id, removed_by, removed_at) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (group_id, user_id) DO UPDATE SET removed_by = $3, removed_at = $4",
+    )
+    .bind(group_id)
+    .bind(user_id)
+    .bind(removed_by)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets a removal: an owner added the user again.
+pub async fn clear_removal(conn: &mut Conn, group_id: &str, user_id: &str) -> Result<()> {
+    sqlx::query("DELETE FROM group_removals WHERE group_id = $1 AND user_id = $2")
+        .bind(group_id)
+        .bind(user_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Whether the user was removed from the group and not added back since.
+pub async fn was_removed(conn: &mut Conn, group_id: &str, user_id: &str) -> Result<bool> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT removed_at FROM group_removals WHERE group_id = $1 AND user_id = $2",
+    )
+    .bind(group_id)
+    .bind(user_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.is_some())
 }

@@ -379,3 +379,30 @@ async fn too_many_attempts_from_one_address_are_throttled_with_429() {
     }
     assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test]
+async fn a_whole_ward_signs_in_through_one_address_while_guessing_from_it_is_throttled() {
+    let app = spawn_app_with(Backend::Sqlite, |c| {
+        c.auth.ip_burst = 4;
+        c.auth.ip_refill_secs = 3600;
+    })
+    .await;
+    // Thirty nurses behind one NAT address at the start of a shift: successes do not
+    // spend the address's allowance.
+    for i in 0..30 {
+        let login = format!("ward.nurse{i}");
+        app.admin
+            .create_user(&tsunagu_testkit::new_user(&login, UserRole::User))
+            .await
+            .unwrap();
+        let (status, body) = raw_login(&app, &login, USER_PASSWORD).await;
+        assert_eq!(status, StatusCode::OK, "{login}: {body}");
+    }
+    // Four wrong passwords are answered; then the address waits, for every account.
+    for i in 0..4 {
+        let (status, _) = raw_login(&app, &format!("ward.nurse{i}"), "wrong password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, body) = raw_login(&app, "ward.nurse20", USER_PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+}

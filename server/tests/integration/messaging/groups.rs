@@ -37,6 +37,7 @@ both_backends!(
     wrong_used_up_and_foreign_invitation_codes_get_the_same_404,
     an_invitation_requiring_approval_waits_for_a_group_admin,
     accepting_while_already_a_member_is_a_conflict_and_spends_no_use,
+    a_removed_member_cannot_rejoin_by_any_code_until_an_owner_adds_them,
     a_private_thread_always_includes_its_creator_and_is_listed_only_to_its_members,
     private_threads_refuse_patient_side_members_and_outsiders,
     thread_members_add_and_remove_group_professionals,
@@ -1686,4 +1687,91 @@ async fn thread_members_add_and_remove_group_professionals(app: TestApp) {
         .unwrap()
         .member_ids
         .is_none());
+}
+
+async fn a_removed_member_cannot_rejoin_by_any_code_until_an_owner_adds_them(app: TestApp) {
+    let t = team(&app).await;
+    let pharm = person(&app, "ph.ito", "伊藤 薬剤師", Profession::Pharmacist).await;
+    let code_of = |inv: tsunagu_protocol::messaging::Invitation| inv.code.expect("code");
+    let reusable = code_of(
+        t.nurse
+            .client
+            .create_invitation(
+                t.group.id,
+                &CreateInvitation {
+                    max_uses: Some(10),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap(),
+    );
+    pharm.client.accept_invitation(&reusable).await.unwrap();
+    t.nurse
+        .client
+        .remove_member(t.group.id, pharm.id())
+        .await
+        .unwrap();
+
+    // Neither the code they used nor one made after the removal lets them back.
+    let later = code_of(
+        t.nurse
+            .client
+            .create_invitation(t.group.id, &CreateInvitation::default())
+            .await
+            .unwrap(),
+    );
+    for code in [&reusable, &later] {
+        refused(
+            pharm.client.accept_invitation(code).await,
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+        );
+    }
+    assert_eq!(
+        pharm
+            .client
+            .get_group(t.group.id)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(StatusCode::NOT_FOUND)
+    );
+    // The refusals spent no use: the one-use code still admits someone else.
+    let other = person(&app, "ph.kato", "加藤 薬剤師", Profession::Pharmacist).await;
+    assert_eq!(
+        other.client.accept_invitation(&later).await.unwrap().status,
+        "joined"
+    );
+
+    // Leaving of one's own accord is no removal: the care manager may come back.
+    t.caremgr
+        .client
+        .remove_member(t.group.id, t.caremgr.id())
+        .await
+        .unwrap();
+    assert_eq!(
+        t.caremgr
+            .client
+            .accept_invitation(&reusable)
+            .await
+            .unwrap()
+            .status,
+        "joined"
+    );
+
+    // An owner adding them again lifts it; removed again, the codes stop again.
+    add(&t.nurse.client, &t.group, &pharm).await;
+    t.nurse
+        .client
+        .remove_member(t.group.id, pharm.id())
+        .await
+        .unwrap();
+    refused(
+        pharm.client.accept_invitation(&reusable).await,
+        StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden,
+    );
+    add(&t.nurse.client, &t.group, &pharm).await;
+    assert!(pharm.client.get_group(t.group.id).await.is_ok());
 }
