@@ -5,7 +5,7 @@
 -- those at start-up, row by row (UPDATE … WHERE totp_kek_id IS NULL, so two nodes
 -- starting at once cannot wrap one twice). Wrapping needs the KEK, which never enters
 -- the database, so it cannot be done here in SQL.
-ALTER TABLE users ADD COLUMN totp_kek_id TEXT;
+ALTER TABLE users ADD COLUMN totp_kek_id TEXT COLLATE "C";
 
 -- Audit chain verification as a job the admin polls (GET /admin/audit/verify runs
 -- longer than a request may). One running job per region: the partial unique index.
@@ -13,16 +13,16 @@ ALTER TABLE users ADD COLUMN totp_kek_id TEXT;
 -- whose heart stopped (its node restarted or died) is marked failed ("interrupted")
 -- by the next look at it, which frees the region for a new one.
 CREATE TABLE audit_verify_jobs (
-    id TEXT PRIMARY KEY,
-    region_id TEXT NOT NULL REFERENCES regions(id),
-    requested_by TEXT REFERENCES users(id),
-    state TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed')),
+    id TEXT COLLATE "C" PRIMARY KEY,
+    region_id TEXT COLLATE "C" NOT NULL REFERENCES regions(id),
+    requested_by TEXT COLLATE "C" REFERENCES users(id),
+    state TEXT COLLATE "C" NOT NULL CHECK (state IN ('running', 'done', 'failed')),
     -- Entries checked so far, and the chain length when the job started.
     checked BIGINT NOT NULL DEFAULT 0,
     total BIGINT NOT NULL,
     -- The AuditVerification (JSON) once done; why it failed otherwise.
-    result TEXT,
-    error TEXT,
+    result TEXT COLLATE "C",
+    error TEXT COLLATE "C",
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     finished_at BIGINT
