@@ -1349,10 +1349,50 @@ impl Client {
         self.audit_csv("events", filter).await
     }
 
-    /// Re-hashes the audit chain and checks its signed checkpoints on the server.
+    /// Re-hashes the audit chain and checks its signed checkpoints on the server: starts
+    /// (or joins) the region's verification job and polls it until it ends, however
+    /// long the chain.
     pub async fn audit_verify(&self) -> Result<tsunagu_protocol::audit::AuditVerification> {
-        self.authed::<(), _>(Method::GET, "api/v1/admin/audit/verify", None)
+        use tsunagu_protocol::audit::AuditVerifyJobState as State;
+        let mut job = self.start_audit_verify().await?;
+        loop {
+            match job.state {
+                State::Running => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    job = self.audit_verify_job(&job.id).await?;
+                }
+                State::Done => {
+                    return job.result.ok_or_else(|| {
+                        Error::Protocol("a finished verification job without a result".into())
+                    })
+                }
+                State::Failed => {
+                    return Err(Error::Protocol(format!(
+                        "the verification job failed: {}",
+                        job.error.unwrap_or_default()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Starts a verification job (`POST /admin/audit/verify`), or joins the running one.
+    pub async fn start_audit_verify(&self) -> Result<tsunagu_protocol::audit::AuditVerifyJob> {
+        self.authed::<(), _>(Method::POST, "api/v1/admin/audit/verify", None)
             .await
+    }
+
+    /// A verification job's progress or result.
+    pub async fn audit_verify_job(
+        &self,
+        id: &str,
+    ) -> Result<tsunagu_protocol::audit::AuditVerifyJob> {
+        self.authed::<(), _>(
+            Method::GET,
+            &format!("api/v1/admin/audit/verify/{id}"),
+            None,
+        )
+        .await
     }
 }
 

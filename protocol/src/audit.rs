@@ -123,3 +123,43 @@ pub struct AuditVerification {
     pub checkpoints: i64,
     pub first_problem: Option<AuditProblem>,
 }
+
+/// Where an audit verification job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum AuditVerifyJobState {
+    /// Verifying; `checked` grows towards `total`.
+    Running,
+    /// Finished: `result` holds the verification (intact or not).
+    Done,
+    /// Could not finish: `error` says why (`interrupted` when the server running it
+    /// stopped). Start a new one.
+    Failed,
+}
+
+/// `POST /api/v1/admin/audit/verify`, `GET /api/v1/admin/audit/verify/{job_id}`: a
+/// verification of the whole audit chain running in the background, which the
+/// administrator polls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditVerifyJob {
+    #[cfg_attr(feature = "openapi", schema(format = Uuid))]
+    pub id: String,
+    pub state: AuditVerifyJobState,
+    /// Entries verified so far.
+    pub checked: i64,
+    /// The chain's length when the job started.
+    pub total: i64,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339, once done or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// The verification, once done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<AuditVerification>,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -10,7 +10,7 @@ use anyhow::Context;
 use axum::Router;
 
 use crate::api::{self, AppState, HttpLimits};
-use crate::audit::checkpoint::{self, CheckpointSettings, CheckpointSigner};
+use crate::audit::checkpoint::{self, CheckpointSettings, CheckpointSigner, CheckpointVerifier};
 use crate::blob::keys::KeyRing;
 use crate::blob::BlobStore;
 use crate::bus::nats::NatsBus;
@@ -46,12 +46,11 @@ pub async fn open(config: &Config) -> anyhow::Result<(Domain, Store)> {
         .await
         .context("connecting to the database")?;
     store.migrate().await.context("applying migrations")?;
-    let key_path = config.jwt_key_file();
     // Generate a key only at the default location; a configured path that is missing is
     // a mistake (a cluster node would otherwise sign with its own key).
     let create = config.auth.jwt_key_file.is_none();
-    let signer = TokenSigner::load_or_create(
-        &key_path,
+    let signer = TokenSigner::load_ring(
+        jwt_ring_source(config),
         create,
         &config.auth.issuer,
         &config.auth.audience,
@@ -80,6 +79,18 @@ pub async fn open(config: &Config) -> anyhow::Result<(Domain, Store)> {
         open_bus(config).await?,
         open_files(config)?,
     );
+    // Plain TOTP secrets from before migration 0011 are sealed now rather than at their
+    // owner's next sign-in: a dormant account's secret would otherwise stay readable in
+    // the database (and its backups) indefinitely. Idempotent and row by row, so nodes
+    // starting together share the work; `Accounts` still reads a plain one meanwhile.
+    let sealed = domain
+        .maintenance()
+        .seal_totp_secrets(true)
+        .await
+        .context("sealing TOTP secrets")?;
+    if sealed > 0 {
+        tracing::info!(sealed, "sealed plain TOTP secrets under the current KEK");
+    }
     match domain
         .operator()
         .bootstrap(config.bootstrap.admin_password.as_ref())
@@ -110,6 +121,15 @@ pub async fn open(config: &Config) -> anyhow::Result<(Domain, Store)> {
         .await
         .context("building the search index")?;
     Ok((domain, store))
+}
+
+/// Where the access-token keys live: the base key file and the ring directory.
+pub fn jwt_ring_source(config: &Config) -> crate::domain::tokens::RingSource {
+    crate::domain::tokens::RingSource {
+        base_file: config.jwt_key_file(),
+        dir: config.jwt_key_dir(),
+        activation_secs: config.auth.jwt_key_activation_secs,
+    }
 }
 
 /// The cluster bus the configuration names. A NATS bus that cannot reach its server
@@ -162,7 +182,10 @@ fn open_files(config: &Config) -> anyhow::Result<FileServices> {
         create,
     )
     .context("loading key-encryption keys")?;
-    Ok(FileServices { blobs, keys })
+    Ok(FileServices {
+        blobs,
+        keys: Arc::new(keys),
+    })
 }
 
 /// The key that signs audit checkpoints. Generated only at the default location; a
@@ -173,6 +196,15 @@ pub fn load_audit_signer(config: &Config) -> anyhow::Result<CheckpointSigner> {
     Ok(CheckpointSigner::load_or_create(
         &config.audit_signing_key_file(),
         create,
+    )?)
+}
+
+/// What verifies audit checkpoints: the current key's public half and those of the keys
+/// it replaced (`audit.verify_keys_dir`).
+pub fn load_audit_verifier(config: &Config) -> anyhow::Result<CheckpointVerifier> {
+    Ok(CheckpointVerifier::load(
+        &config.audit_signing_key_file(),
+        &config.audit_verify_keys_dir(),
     )?)
 }
 
@@ -199,6 +231,7 @@ pub struct Application {
     stop_tx: tokio::sync::watch::Sender<bool>,
     orphan_grace_secs: u64,
     audit_signer: Arc<CheckpointSigner>,
+    audit_key_file: std::path::PathBuf,
     checkpoint_settings: CheckpointSettings,
 }
 
@@ -229,7 +262,8 @@ impl Application {
             shutting_down: shutting_down.clone(),
             shutdown: stop_rx,
             ws: config.ws.clone(),
-            audit_verifier: audit_signer.verifier(),
+            audit_verifier: load_audit_verifier(config)?,
+            verify_wait: Duration::from_secs(config.http.request_timeout_secs) * 2 / 3,
             live: config.limits.clone(),
         };
         let router = api::router(
@@ -256,6 +290,7 @@ impl Application {
             stop_tx,
             orphan_grace_secs: config.files.orphan_grace_secs,
             audit_signer,
+            audit_key_file: config.audit_signing_key_file(),
             checkpoint_settings: checkpoint_settings(config),
         })
     }
@@ -294,6 +329,7 @@ impl Application {
             stop_tx,
             orphan_grace_secs,
             audit_signer,
+            audit_key_file,
             checkpoint_settings,
         } = self;
         let stop_rx = stop_tx.subscribe();
@@ -332,7 +368,27 @@ impl Application {
             })
         };
         let revocations = domain.spawn_live_watch();
-        let checkpointer = checkpoint::spawn(store.clone(), audit_signer, checkpoint_settings);
+        // Keys added by `keys jwt-rotate` (on any node's shared key directory) are picked
+        // up without a restart.
+        let key_reloader = {
+            let domain = domain.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::domain::tokens::RELOAD_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = domain.accounts().reload_keys() {
+                        tracing::warn!(error = %e, "reloading the access-token key ring failed");
+                    }
+                }
+            })
+        };
+        let checkpointer = checkpoint::spawn(
+            store.clone(),
+            audit_signer,
+            checkpoint_settings,
+            Some(audit_key_file),
+        );
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let mut hard_stop_rx = stop_rx.clone();
         let hard_stop = async move {
@@ -381,6 +437,7 @@ impl Application {
             }
         }
         pruner.abort();
+        key_reloader.abort();
         checkpointer.abort();
         revocations.abort();
         domain.close().await;

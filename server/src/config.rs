@@ -114,6 +114,14 @@ pub struct AuthConfig {
     /// `<data_dir>/keys/jwt-ed25519.pem`, created on first start. All nodes of a
     /// cluster must share it.
     pub jwt_key_file: Option<PathBuf>,
+    /// The access-token key ring: keys added by `tsunagu-server keys jwt-rotate`
+    /// (`jwt-<unix ms>.pem`), next to `jwt_key_file`. Defaults to `<data_dir>/keys/jwt`.
+    /// Every node reloads it every 10 s; all nodes of a cluster must share it.
+    pub jwt_key_dir: Option<PathBuf>,
+    /// Seconds a key added to the ring is only accepted before it signs, so every node
+    /// has loaded it before any token signed by it arrives (more than the 10 s reload
+    /// interval; 60 by default).
+    pub jwt_key_activation_secs: u64,
     /// Login attempts one account may make in a burst before 429.
     pub account_burst: u32,
     /// Seconds for one account attempt to be refilled.
@@ -337,6 +345,10 @@ pub struct AuditConfig {
     /// `<data_dir>/keys/audit-ed25519.pem`, created on first start. All nodes of a
     /// cluster must share it, and `audit verify` needs the same one.
     pub signing_key_file: Option<PathBuf>,
+    /// Public keys of earlier checkpoint signing keys (`<key id>.pub`, base64 of the 32
+    /// bytes), kept by `tsunagu-server keys audit-rotate` so older checkpoints still
+    /// verify. Defaults to `<data_dir>/keys/audit-verify`. Shared by all nodes.
+    pub verify_keys_dir: Option<PathBuf>,
     /// Sign a checkpoint at every entry whose seq is a multiple of this.
     pub checkpoint_every: u64,
     /// Also sign the newest entry when the last checkpoint is older than this.
@@ -347,6 +359,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             signing_key_file: None,
+            verify_keys_dir: None,
             checkpoint_every: 1000,
             checkpoint_interval_secs: 3600,
         }
@@ -400,6 +413,8 @@ impl Default for AuthConfig {
             issuer: "tsunagu".into(),
             audience: "tsunagu-api".into(),
             jwt_key_file: None,
+            jwt_key_dir: None,
+            jwt_key_activation_secs: 60,
             account_burst: 5,
             account_refill_secs: 60,
             ip_burst: 30,
@@ -629,6 +644,22 @@ impl Config {
             .signing_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("keys").join("audit-ed25519.pem"))
+    }
+
+    /// Where the access-token key ring lives.
+    pub fn jwt_key_dir(&self) -> PathBuf {
+        self.auth
+            .jwt_key_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("jwt"))
+    }
+
+    /// Where the public keys of earlier audit checkpoint signing keys live.
+    pub fn audit_verify_keys_dir(&self) -> PathBuf {
+        self.audit
+            .verify_keys_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("keys").join("audit-verify"))
     }
 
     /// Where the access-token signing key lives.

@@ -1,4 +1,5 @@
-//! `tsunagu-server`: `serve` (default), `migrate`, `admin`.
+//! `tsunagu-server`: `serve` (default), `migrate`, `admin`, `audit`, `keys`, `backup`,
+//! `restore`.
 
 use std::io::Read;
 
@@ -36,6 +37,20 @@ enum Command {
     /// File encryption keys (KEKs).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Back up a single-machine installation (SQLite, local blobs) into a new directory:
+    /// the keys, an online snapshot of the database, the blobs and a manifest of SHA-256
+    /// checksums. The server may keep running. (PostgreSQL/S3: see docs/operations.md.)
+    Backup {
+        #[arg(long)]
+        to: std::path::PathBuf,
+    },
+    /// Restore a backup into an empty data directory (and empty key and blob locations),
+    /// after checking every file against the manifest. Run it with the configuration the
+    /// restored server will use, before starting it.
+    Restore {
+        #[arg(long)]
+        from: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -44,11 +59,25 @@ enum KeysCommand {
     /// files are wrapped with it once the servers restart (the newest id is current
     /// unless `files.current_kek` says otherwise).
     New,
-    /// Re-wrap every file's data key under the current KEK. Blobs are not rewritten.
-    /// Afterwards older KEK files can be removed.
+    /// Re-wrap every file's data key and every TOTP secret under the current KEK.
+    /// Blobs are not rewritten. Afterwards older KEK files can be removed.
     Rotate,
     /// List the configured KEK ids and which one is current.
     List,
+    /// Every key the server uses: KEKs, access-token signing keys (and what each does
+    /// now: Signing, Next, Verifying, Retired) and audit checkpoint keys.
+    Status,
+    /// Add a new access-token signing key to the key ring (`auth.jwt_key_dir`). Running
+    /// servers load it within 10 s, accept it at once and sign with it after
+    /// `auth.jwt_key_activation_secs`; the key it replaces keeps verifying the tokens it
+    /// signed until they have expired (an hour at most). Nobody is signed out. Audited.
+    JwtRotate,
+    /// Remove the ring files of access-token keys retired longer than a token lives.
+    JwtPrune,
+    /// Replace the audit checkpoint signing key (`audit.signing_key_file`), keeping the
+    /// old public key in `audit.verify_keys_dir` so older checkpoints still verify.
+    /// Running servers sign with the new key from their next checkpoint run. Audited.
+    AuditRotate,
 }
 
 #[derive(Subcommand)]
@@ -132,6 +161,30 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("migrations applied");
         }
         Command::Admin(cmd) => admin(&config, cmd).await?,
+        Command::Backup { to } => {
+            let manifest = tsunagu_server::backup::backup(&config, &to).await?;
+            let bytes: u64 = manifest.files.iter().map(|f| f.size).sum();
+            eprintln!(
+                "backed up {} files ({bytes} bytes) to {}; manifest.json lists their SHA-256",
+                manifest.files.len(),
+                to.display()
+            );
+            if manifest.env_keks_not_included {
+                eprintln!(
+                    "warning: KEKs from TSUNAGU_FILES_KEKS are not in the backup; keep them with it"
+                );
+            }
+        }
+        Command::Restore { from } => {
+            let manifest = tsunagu_server::backup::restore(&config, &from)?;
+            eprintln!(
+                "restored {} files from {} (backup of {}) into {}; start the server, then run `audit verify`",
+                manifest.files.len(),
+                from.display(),
+                manifest.created_at,
+                config.data_dir.display()
+            );
+        }
         Command::Keys(KeysCommand::New) => {
             let dir = config.kek_dir();
             let id = tsunagu_server::blob::keys::generate_kek(&dir)?;
@@ -150,11 +203,106 @@ async fn main() -> anyhow::Result<()> {
             }
             domain.close().await;
         }
+        Command::Keys(KeysCommand::Status) => {
+            let domain = open_domain(&config).await?;
+            let (ids, current) = domain.maintenance().kek_ids();
+            println!("key-encryption keys:");
+            for id in ids {
+                let mark = if id == current { " (current)" } else { "" };
+                println!("  {id}{mark}");
+            }
+            println!("access-token signing keys:");
+            for (kid, added, path, state) in domain.accounts().signing_keys() {
+                println!("  {kid} {state:?} added_ms={added} {}", path.display());
+            }
+            let verifier = tsunagu_server::app::load_audit_verifier(&config)?;
+            let current = verifier.key_id();
+            println!("audit checkpoint keys:");
+            for id in verifier.key_ids() {
+                let mark = if id == current {
+                    " (signing)"
+                } else {
+                    " (verifying)"
+                };
+                println!("  {id}{mark}");
+            }
+            domain.close().await;
+        }
+        Command::Keys(KeysCommand::JwtRotate) => {
+            let domain = open_domain(&config).await?;
+            let dir = config.jwt_key_dir();
+            let (kid, path) = tsunagu_server::domain::tokens::add_ring_key(&dir)?;
+            let previous = domain
+                .accounts()
+                .signing_keys()
+                .into_iter()
+                .find(|k| k.3 == tsunagu_server::domain::tokens::KeyState::Signing);
+            let activation = config.auth.jwt_key_activation_secs;
+            domain
+                .maintenance()
+                .record_key_rotation(
+                    "keys jwt-rotate",
+                    serde_json::json!({
+                        "key": "access_token",
+                        "kid": kid,
+                        "replaces": previous.map(|k| k.0),
+                        "activation_secs": activation,
+                    }),
+                )
+                .await?;
+            domain.close().await;
+            println!("{kid}");
+            eprintln!(
+                "written to {}; servers sign with it in {activation} s and accept the old key's \
+                 tokens until they expire",
+                path.display()
+            );
+        }
+        Command::Keys(KeysCommand::JwtPrune) => {
+            let domain = open_domain(&config).await?;
+            let dir = config.jwt_key_dir();
+            let mut removed = 0;
+            for (kid, _, path, state) in domain.accounts().signing_keys() {
+                if state == tsunagu_server::domain::tokens::KeyState::Retired
+                    && path.starts_with(&dir)
+                {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("removing {}", path.display()))?;
+                    eprintln!("removed retired key {kid}");
+                    removed += 1;
+                }
+            }
+            domain.close().await;
+            eprintln!("{removed} retired keys removed");
+        }
+        Command::Keys(KeysCommand::AuditRotate) => {
+            let domain = open_domain(&config).await?;
+            let (old, new) = tsunagu_server::audit::checkpoint::rotate_signing_key(
+                &config.audit_signing_key_file(),
+                &config.audit_verify_keys_dir(),
+            )?;
+            domain
+                .maintenance()
+                .record_key_rotation(
+                    "keys audit-rotate",
+                    serde_json::json!({ "key": "audit_checkpoint", "key_id": new, "replaces": old }),
+                )
+                .await?;
+            domain.close().await;
+            println!("{new}");
+            eprintln!(
+                "the old key {old} verifies the checkpoints it signed (public key kept in {})",
+                config.audit_verify_keys_dir().display()
+            );
+        }
         Command::Keys(KeysCommand::Rotate) => {
             let domain = open_domain(&config).await?;
             let n = domain.maintenance().rotate_keys().await?;
+            let t = domain.maintenance().seal_totp_secrets(false).await?;
             let (_, current) = domain.maintenance().kek_ids();
-            eprintln!("re-wrapped {n} data keys under {current}; older KEKs can now be removed");
+            eprintln!(
+                "re-wrapped {n} data keys and {t} TOTP secrets under {current}; older KEKs can now be removed"
+            );
             domain.close().await;
         }
         Command::Audit(AuditCommand::Verify) => match audit_verify(&config).await {
@@ -173,9 +321,10 @@ async fn main() -> anyhow::Result<()> {
 async fn audit_verify(config: &Config) -> anyhow::Result<bool> {
     let domain = open_domain(config).await?;
     let signer = tsunagu_server::app::load_audit_signer(config)?;
+    let verifier = tsunagu_server::app::load_audit_verifier(config)?;
     let result = domain
         .audit_reports()
-        .operator_verify_audit(&signer.verifier())
+        .operator_verify_audit(&verifier)
         .await;
     domain.close().await;
     let v = result?;

@@ -4,15 +4,15 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tsunagu_protocol::audit::{AuditPage, AuditVerification};
+use tsunagu_protocol::audit::{AuditPage, AuditVerification, AuditVerifyJob, AuditVerifyJobState};
 use tsunagu_protocol::ids::{GroupId, OrganizationId, UserId};
 use tsunagu_protocol::ErrorBody;
 
 use super::error::ApiResult;
-use super::extract::{AppJson, AppQuery, CurrentAdmin, CurrentAuditReader, Meta};
+use super::extract::{AppJson, AppPath, AppQuery, CurrentAdmin, CurrentAuditReader, Meta};
 use super::AppState;
 use crate::domain::audit_reports::{AuditQuery, ReportKind};
 use utoipa_axum::router::OpenApiRouter;
@@ -132,7 +132,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(events))
         .routes(routes!(file_access))
-        .routes(routes!(verify))
+        .routes(routes!(verify, start_verify))
+        .routes(routes!(verify_job))
 }
 
 /// Every audit entry of the caller's region: security events and file access.
@@ -235,13 +236,19 @@ async fn report(
     }
 }
 
-/// Re-hashes the whole audit chain and checks every signed checkpoint; names the first
-/// entry that was modified, removed, inserted or reordered.
+/// Verifies the whole chain and its signed checkpoints (the design's verification
+/// route). It runs as the region's verification job ([`start_verify`]): when the job
+/// finishes within the wait (two thirds of the request timeout), the answer is the
+/// verification as ever (200); otherwise 202 with the job, to poll at
+/// `GET /api/v1/admin/audit/verify/{job_id}` (also in `Location`).
 #[utoipa::path(
     get, path = "/api/v1/admin/audit/verify", tag = "audit", operation_id = "verify_audit",
     responses(
         (status = 200, description = "The result, intact or not", body = AuditVerification),
+        (status = 202, description = "Still running: the job to poll", body = AuditVerifyJob,
+            headers(("Location" = String, description = "The job's URL"))),
         (status = 403, body = ErrorBody),
+        (status = 409, description = "A verification of the region ended just as this one began; retry", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -249,12 +256,90 @@ pub async fn verify(
     State(state): State<AppState>,
     CurrentAdmin(admin): CurrentAdmin,
     Meta(meta): Meta,
-) -> ApiResult<AppJson<AuditVerification>> {
+) -> ApiResult<Response> {
+    let reports = state.domain.audit_reports();
+    let (mut job, _) = reports
+        .start_verify_job(&admin, &state.audit_verifier, &meta)
+        .await?;
+    let deadline = tokio::time::Instant::now() + state.verify_wait;
+    while job.state == AuditVerifyJobState::Running && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        job = reports.verify_job(&admin, &job.id).await?;
+    }
+    Ok(match (&job.state, job.result.clone()) {
+        (AuditVerifyJobState::Done, Some(result)) => AppJson(result).into_response(),
+        _ => accepted(job),
+    })
+}
+
+fn accepted(job: AuditVerifyJob) -> Response {
+    let location = format!("/api/v1/admin/audit/verify/{}", job.id);
+    let mut response = (StatusCode::ACCEPTED, AppJson(job)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+/// Starts a verification of the whole chain and its checkpoints in the background and
+/// answers at once with the job — the region's running one if there is one (one per
+/// region at a time). Poll `GET /api/v1/admin/audit/verify/{job_id}`. When the job ends
+/// it records `audit_verified`. A job whose server stops before it ends is reported
+/// `failed` with `error: "interrupted"` within 30 s; start a new one.
+#[utoipa::path(
+    post, path = "/api/v1/admin/audit/verify", tag = "audit", operation_id = "start_audit_verify",
+    responses(
+        (status = 202, description = "The job (new, or the one already running)", body = AuditVerifyJob,
+            headers(("Location" = String, description = "The job's URL"))),
+        (status = 403, body = ErrorBody),
+        (status = 409, description = "A verification of the region ended just as this one began; retry", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn start_verify(
+    State(state): State<AppState>,
+    CurrentAdmin(admin): CurrentAdmin,
+    Meta(meta): Meta,
+) -> ApiResult<Response> {
+    let (job, _) = state
+        .domain
+        .audit_reports()
+        .start_verify_job(&admin, &state.audit_verifier, &meta)
+        .await?;
+    Ok(accepted(job))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct JobPath {
+    /// The job id `POST /api/v1/admin/audit/verify` answered.
+    #[param(value_type = uuid::Uuid)]
+    pub job_id: uuid::Uuid,
+}
+
+/// A verification job of the caller's region: progress (`checked` of `total`) while
+/// running, the verification once `done`, why once `failed`.
+#[utoipa::path(
+    get, path = "/api/v1/admin/audit/verify/{job_id}", tag = "audit", operation_id = "audit_verify_job",
+    params(JobPath),
+    responses(
+        (status = 200, description = "The job", body = AuditVerifyJob),
+        (status = 400, description = "The job id is malformed", body = ErrorBody),
+        (status = 403, body = ErrorBody),
+        (status = 404, description = "No such job in the caller's region", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn verify_job(
+    State(state): State<AppState>,
+    CurrentAdmin(admin): CurrentAdmin,
+    AppPath(path): AppPath<JobPath>,
+) -> ApiResult<AppJson<AuditVerifyJob>> {
     Ok(AppJson(
         state
             .domain
             .audit_reports()
-            .verify_audit(&admin, &state.audit_verifier, &meta)
+            .verify_job(&admin, &path.job_id.to_string())
             .await?,
     ))
 }

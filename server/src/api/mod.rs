@@ -61,6 +61,9 @@ pub struct AppState {
     pub live: crate::config::LimitsConfig,
     /// Checks the signatures of audit checkpoints.
     pub audit_verifier: crate::audit::checkpoint::CheckpointVerifier,
+    /// How long `GET /admin/audit/verify` waits for its job before answering 202: well
+    /// inside the request timeout.
+    pub verify_wait: Duration,
 }
 
 /// Limits the router enforces.

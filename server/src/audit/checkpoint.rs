@@ -49,13 +49,13 @@ pub enum KeyError {
 /// [`CheckpointVerifier`].
 pub struct CheckpointSigner {
     key: SigningKey,
-    verifier: CheckpointVerifier,
+    key_id: String,
 }
 
 impl std::fmt::Debug for CheckpointSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CheckpointSigner")
-            .field("key_id", &self.verifier.key_id)
+            .field("key_id", &self.key_id)
             .finish_non_exhaustive()
     }
 }
@@ -95,22 +95,18 @@ impl CheckpointSigner {
     }
 
     pub fn from_key(key: SigningKey) -> Self {
-        let public = key.verifying_key();
-        CheckpointSigner {
-            key,
-            verifier: CheckpointVerifier {
-                key_id: key_id_of(&public),
-                key: public,
-            },
-        }
+        let key_id = key_id_of(&key.verifying_key());
+        CheckpointSigner { key, key_id }
     }
 
     pub fn key_id(&self) -> &str {
-        &self.verifier.key_id
+        &self.key_id
     }
 
+    /// A verifier of this key alone (see [`CheckpointVerifier::load`] for the one that
+    /// also knows the keys this one replaced).
     pub fn verifier(&self) -> CheckpointVerifier {
-        self.verifier.clone()
+        CheckpointVerifier::single(self.key.verifying_key())
     }
 
     /// Hex of the Ed25519 signature over [`message`].
@@ -119,16 +115,78 @@ impl CheckpointSigner {
     }
 }
 
-/// Checks checkpoint signatures: the public half of the configured key.
+/// Checks checkpoint signatures: the public half of the configured key and those of the
+/// keys it replaced (`audit.verify_keys_dir`, written by `keys audit-rotate`), by key id,
+/// so checkpoints signed before a rotation still verify. Clones share the key set;
+/// [`CheckpointVerifier::refresh`] re-reads it (each verification does).
 #[derive(Debug, Clone)]
 pub struct CheckpointVerifier {
-    key: VerifyingKey,
-    key_id: String,
+    keys: Arc<std::sync::RwLock<VerifierKeys>>,
+    source: Option<Arc<VerifierSource>>,
+}
+
+#[derive(Debug, Clone)]
+struct VerifierKeys {
+    current: String,
+    by_id: std::collections::BTreeMap<String, VerifyingKey>,
+}
+
+/// Where the verifier reads its keys again.
+#[derive(Debug)]
+struct VerifierSource {
+    signing_key_file: std::path::PathBuf,
+    verify_keys_dir: std::path::PathBuf,
 }
 
 impl CheckpointVerifier {
-    pub fn key_id(&self) -> &str {
-        &self.key_id
+    fn single(key: VerifyingKey) -> Self {
+        let id = key_id_of(&key);
+        CheckpointVerifier {
+            keys: Arc::new(std::sync::RwLock::new(VerifierKeys {
+                current: id.clone(),
+                by_id: [(id, key)].into(),
+            })),
+            source: None,
+        }
+    }
+
+    /// The current key (the public half of `signing_key_file`) and every earlier one in
+    /// `verify_keys_dir`.
+    pub fn load(signing_key_file: &Path, verify_keys_dir: &Path) -> Result<Self, KeyError> {
+        let source = VerifierSource {
+            signing_key_file: signing_key_file.to_owned(),
+            verify_keys_dir: verify_keys_dir.to_owned(),
+        };
+        let keys = read_verifier_keys(&source)?;
+        Ok(CheckpointVerifier {
+            keys: Arc::new(std::sync::RwLock::new(keys)),
+            source: Some(Arc::new(source)),
+        })
+    }
+
+    /// Re-reads the keys (after a rotation on another node); on failure the loaded ones
+    /// stay.
+    pub fn refresh(&self) {
+        let Some(source) = &self.source else { return };
+        match read_verifier_keys(source) {
+            Ok(keys) => *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys,
+            Err(e) => tracing::warn!(error = %e, "re-reading the audit verifying keys failed"),
+        }
+    }
+
+    /// The id of the current signing key.
+    pub fn key_id(&self) -> String {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .current
+            .clone()
+    }
+
+    /// Every key id it accepts.
+    pub fn key_ids(&self) -> Vec<String> {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        keys.by_id.keys().cloned().collect()
     }
 
     /// Why the checkpoint does not verify, if it does not.
@@ -139,19 +197,102 @@ impl CheckpointVerifier {
         key_id: &str,
         signature: &str,
     ) -> std::result::Result<(), String> {
-        if key_id != self.key_id {
+        let key = {
+            let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+            keys.by_id.get(key_id).copied()
+        };
+        let Some(key) = key else {
             return Err(format!(
-                "checkpoint at seq {seq} was signed with key {key_id:?}, not the configured key {:?}",
-                self.key_id
+                "checkpoint at seq {seq} was signed with key {key_id:?}, which is neither the \
+                 configured key nor one it replaced"
             ));
-        }
+        };
         let bad = || format!("the signature of the checkpoint at seq {seq} does not verify");
         let bytes = hex::decode(signature).map_err(|_| bad())?;
         let signature = Signature::from_slice(&bytes).map_err(|_| bad())?;
-        self.key
-            .verify_strict(message(seq, hash).as_bytes(), &signature)
+        key.verify_strict(message(seq, hash).as_bytes(), &signature)
             .map_err(|_| bad())
     }
+}
+
+fn read_verifier_keys(source: &VerifierSource) -> Result<VerifierKeys, KeyError> {
+    let err = |path: &Path, reason: String| KeyError::Load {
+        path: path.display().to_string(),
+        reason,
+    };
+    let path = &source.signing_key_file;
+    let pem = std::fs::read_to_string(path).map_err(|e| err(path, e.to_string()))?;
+    let current = SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| err(path, format!("not an Ed25519 PKCS#8 key: {e}")))?
+        .verifying_key();
+    let current_id = key_id_of(&current);
+    let mut by_id = std::collections::BTreeMap::new();
+    let dir = &source.verify_keys_dir;
+    if dir.exists() {
+        for entry in std::fs::read_dir(dir).map_err(|e| err(dir, e.to_string()))? {
+            let path = entry.map_err(|e| err(dir, e.to_string()))?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("pub") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| err(&path, e.to_string()))?;
+            let key = public_key_from_text(&text).map_err(|e| err(&path, e))?;
+            by_id.insert(key_id_of(&key), key);
+        }
+    }
+    by_id.insert(current_id.clone(), current);
+    Ok(VerifierKeys {
+        current: current_id,
+        by_id,
+    })
+}
+
+/// A public key as `keys audit-rotate` keeps it: base64 of the 32 bytes.
+pub fn public_key_text(key: &VerifyingKey) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
+}
+
+fn public_key_from_text(text: &str) -> std::result::Result<VerifyingKey, String> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| "not base64".to_owned())?;
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| "an Ed25519 public key has 32 bytes".to_owned())?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| e.to_string())
+}
+
+/// Rotates the checkpoint signing key at `signing_key_file`: keeps the public half of
+/// the old key in `verify_keys_dir` (first, so no checkpoint is ever signed by a key
+/// the verifiers cannot find), then replaces the file with a new key (written beside it
+/// and renamed over it). Returns `(old key id, new key id)`. Running servers sign with
+/// the new key from their next checkpoint run (they re-read the file).
+pub fn rotate_signing_key(
+    signing_key_file: &Path,
+    verify_keys_dir: &Path,
+) -> Result<(String, String), KeyError> {
+    let old = CheckpointSigner::load_or_create(signing_key_file, false)?;
+    let err = |path: &Path, reason: String| KeyError::Load {
+        path: path.display().to_string(),
+        reason,
+    };
+    std::fs::create_dir_all(verify_keys_dir).map_err(|e| err(verify_keys_dir, e.to_string()))?;
+    let public_path = verify_keys_dir.join(format!("{}.pub", old.key_id()));
+    if !public_path.exists() {
+        write_private(&public_path, &public_key_text(&old.key.verifying_key()))
+            .map_err(|e| err(&public_path, e.to_string()))?;
+    }
+    let new = SigningKey::generate(&mut rand::rngs::OsRng);
+    let pem = new
+        .to_pkcs8_pem(Default::default())
+        .map_err(|e| err(signing_key_file, e.to_string()))?
+        .to_string();
+    let staged = signing_key_file.with_extension("pem.new");
+    let _ = std::fs::remove_file(&staged);
+    write_private(&staged, &pem).map_err(|e| err(&staged, e.to_string()))?;
+    std::fs::rename(&staged, signing_key_file).map_err(|e| err(signing_key_file, e.to_string()))?;
+    Ok((old.key_id().to_owned(), key_id_of(&new.verifying_key())))
 }
 
 /// When to checkpoint.
@@ -394,17 +535,31 @@ pub(super) async fn verify_checkpoints(
 }
 
 /// Runs [`run_once`] every [`TICK`] until aborted. Errors are logged (ids only) and
-/// retried on the next tick.
+/// retried on the next tick. With `key_file`, the signing key is re-read from it when it
+/// changed (`keys audit-rotate` on a shared key directory), so a rotation needs no
+/// restart.
 pub fn spawn(
     store: Store,
     signer: Arc<CheckpointSigner>,
     settings: CheckpointSettings,
+    key_file: Option<std::path::PathBuf>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut signer = signer;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if let Some(path) = &key_file {
+                match CheckpointSigner::load_or_create(path, false) {
+                    Ok(fresh) if fresh.key_id() != signer.key_id() => {
+                        tracing::info!(key_id = %fresh.key_id(), "audit checkpoint signing key changed");
+                        signer = Arc::new(fresh);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "re-reading the audit signing key failed"),
+                }
+            }
             match run_once(&store, &signer, settings).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(written = n, "signed audit checkpoints"),
@@ -450,6 +605,36 @@ mod tests {
         assert!(other
             .verifier()
             .check(7, &h, signer.key_id(), &sig)
+            .is_err());
+    }
+
+    #[test]
+    fn after_a_rotation_checkpoints_of_the_old_and_the_new_key_both_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.pem");
+        let verify_dir = dir.path().join("audit-verify");
+        let old = CheckpointSigner::load_or_create(&file, true).unwrap();
+        let h = "ab".repeat(32);
+        let old_sig = old.sign(1, &h);
+        let verifier = CheckpointVerifier::load(&file, &verify_dir).unwrap();
+        let (was, now) = rotate_signing_key(&file, &verify_dir).unwrap();
+        assert_eq!(was, old.key_id());
+        let new = CheckpointSigner::load_or_create(&file, false).unwrap();
+        assert_eq!(new.key_id(), now);
+        let new_sig = new.sign(2, &h);
+        // The verifier loaded before the rotation learns the new key on refresh.
+        assert!(verifier.check(2, &h, &now, &new_sig).is_err());
+        verifier.refresh();
+        assert!(
+            verifier.check(1, &h, &was, &old_sig).is_ok(),
+            "older checkpoints verify"
+        );
+        assert!(verifier.check(2, &h, &now, &new_sig).is_ok());
+        assert_eq!(verifier.key_id(), now);
+        // A key nobody kept is still refused.
+        let stranger = CheckpointSigner::from_key(SigningKey::generate(&mut rand::rngs::OsRng));
+        assert!(verifier
+            .check(3, &h, stranger.key_id(), &stranger.sign(3, &h))
             .is_err());
     }
 

@@ -3,6 +3,7 @@
 //! whenever there is one, so a committed change always has its entry.
 
 pub mod checkpoint;
+pub mod jobs;
 pub mod report;
 
 use serde_json::Value;
@@ -59,6 +60,7 @@ pub enum Action {
     KeyRotated,
     AuditReportExported,
     AuditVerified,
+    JoinRequestRejected,
     ApiClientCreated,
     ApiClientUpdated,
     ApiClientDisabled,
@@ -112,6 +114,7 @@ impl Action {
             Action::KeyRotated => "key_rotated",
             Action::AuditReportExported => "audit_report_exported",
             Action::AuditVerified => "audit_verified",
+            Action::JoinRequestRejected => "join_request_rejected",
             Action::ApiClientCreated => "api_client_created",
             Action::ApiClientUpdated => "api_client_updated",
             Action::ApiClientDisabled => "api_client_disabled",
@@ -165,6 +168,7 @@ impl Action {
         Action::KeyRotated,
         Action::AuditReportExported,
         Action::AuditVerified,
+        Action::JoinRequestRejected,
         Action::ApiClientCreated,
         Action::ApiClientUpdated,
         Action::ApiClientDisabled,
@@ -508,6 +512,14 @@ impl VerifyReport {
 /// Reads in pages so memory stays flat. Does not look at checkpoints: see
 /// [`verify_report`].
 pub async fn verify(conn: &mut Conn) -> Result<(i64, Option<ChainBreak>)> {
+    verify_with_progress(conn, &|_| {}).await
+}
+
+/// [`verify`], telling `progress` how many entries are verified after each page.
+pub async fn verify_with_progress(
+    conn: &mut Conn,
+    progress: &(dyn Fn(i64) + Send + Sync),
+) -> Result<(i64, Option<ChainBreak>)> {
     let (head_seq, head_hash): (i64, String) =
         sqlx::query_as("SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1")
             .fetch_one(&mut *conn)
@@ -541,6 +553,7 @@ pub async fn verify(conn: &mut Conn) -> Result<(i64, Option<ChainBreak>)> {
             expected_seq += 1;
             checked += 1;
         }
+        progress(checked);
     }
     if head_seq > checked {
         return Ok((
@@ -743,7 +756,16 @@ pub async fn verify_report(
     conn: &mut Conn,
     verifier: &checkpoint::CheckpointVerifier,
 ) -> Result<VerifyReport> {
-    let (checked, chain_break) = verify(conn).await?;
+    verify_report_with_progress(conn, verifier, &|_| {}).await
+}
+
+/// [`verify_report`] with progress (see [`verify_with_progress`]).
+pub async fn verify_report_with_progress(
+    conn: &mut Conn,
+    verifier: &checkpoint::CheckpointVerifier,
+    progress: &(dyn Fn(i64) + Send + Sync),
+) -> Result<VerifyReport> {
+    let (checked, chain_break) = verify_with_progress(conn, progress).await?;
     let (checkpoints, checkpoint_break) =
         checkpoint::verify_checkpoints(conn, verifier, checked, chain_break.as_ref()).await?;
     let first_problem = match (chain_break, checkpoint_break) {
@@ -768,6 +790,18 @@ pub async fn verify_store(
     store: &Store,
     verifier: &checkpoint::CheckpointVerifier,
 ) -> Result<VerifyReport> {
+    verify_store_with_progress(store, verifier, &|_| {}).await
+}
+
+/// [`verify_store`] with progress (see [`verify_with_progress`]): what a verification
+/// job runs.
+pub async fn verify_store_with_progress(
+    store: &Store,
+    verifier: &checkpoint::CheckpointVerifier,
+    progress: &(dyn Fn(i64) + Send + Sync),
+) -> Result<VerifyReport> {
+    // Keys rotated since start (on any node) are known before anything is checked.
+    verifier.refresh();
     let mut conn = store.conn().await?;
     // A read-only snapshot: on SQLite (WAL) a deferred transaction reads one snapshot
     // from its first read on; PostgreSQL needs REPEATABLE READ for the same.
@@ -776,7 +810,7 @@ pub async fn verify_store(
         Backend::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
     };
     let mut tx = (*conn).begin_with(begin).await?;
-    let report = verify_report(&mut tx, verifier).await?;
+    let report = verify_report_with_progress(&mut tx, verifier, progress).await?;
     tx.rollback().await?;
     Ok(report)
 }

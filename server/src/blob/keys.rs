@@ -14,6 +14,9 @@ use rand::RngCore;
 use zeroize::Zeroizing;
 
 const WRAP_DOMAIN: &[u8] = b"tsunagu-dek-v1";
+/// Associated-data prefix of a wrapped TOTP secret (followed by the user id), so a
+/// wrapped secret can be neither swapped between users nor passed off as a data key.
+pub const TOTP_DOMAIN: &[u8] = b"tsunagu-totp-v1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -183,6 +186,59 @@ impl KeyRing {
     }
 }
 
+impl KeyRing {
+    /// Wraps a short secret (a TOTP seed) under the current KEK, bound to `domain` and
+    /// `owner_id`: `(kek id, base64 of nonce ‖ ciphertext ‖ tag)`.
+    pub fn seal(&self, domain: &[u8], owner_id: &str, secret: &[u8]) -> (String, String) {
+        let kek = &self.keks[&self.current];
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = [domain, owner_id.as_bytes()].concat();
+        let sealed = Aes256Gcm::new(kek.as_ref().into())
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: secret,
+                    aad: &aad,
+                },
+            )
+            .expect("sealing a short secret cannot fail");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        (self.current.clone(), STANDARD.encode(out))
+    }
+
+    /// Opens what [`KeyRing::seal`] made; fails for an unknown KEK, another owner or
+    /// domain, or any tampering.
+    pub fn open(
+        &self,
+        domain: &[u8],
+        kek_id: &str,
+        owner_id: &str,
+        sealed: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        let kek = self
+            .keks
+            .get(kek_id)
+            .ok_or_else(|| KeyError::UnknownKek(kek_id.to_owned()))?;
+        let raw = Zeroizing::new(STANDARD.decode(sealed).map_err(|_| KeyError::Unwrap)?);
+        if raw.len() < 12 + 16 {
+            return Err(KeyError::Unwrap);
+        }
+        let aad = [domain, owner_id.as_bytes()].concat();
+        Aes256Gcm::new(kek.as_ref().into())
+            .decrypt(
+                Nonce::from_slice(&raw[..12]),
+                Payload {
+                    msg: &raw[12..],
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| KeyError::Unwrap)
+    }
+}
+
 /// Writes a new random KEK `kek-<UTC timestamp>.kek` (mode 0600) into `dir`; returns
 /// its id.
 pub fn generate_kek(dir: &Path) -> Result<String, KeyError> {
@@ -224,6 +280,22 @@ mod tests {
             ring.unwrap("nope", "file-a", &wrapped),
             Err(KeyError::UnknownKek(_))
         ));
+    }
+
+    #[test]
+    fn a_sealed_secret_opens_only_for_its_owner_and_domain() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::load(dir.path(), None, None, true).unwrap();
+        let (kek, sealed) = ring.seal(TOTP_DOMAIN, "user-a", b"JBSWY3DPEHPK3PXP");
+        assert!(!sealed.contains("JBSWY3DP"));
+        assert_eq!(
+            ring.open(TOTP_DOMAIN, &kek, "user-a", &sealed)
+                .unwrap()
+                .as_slice(),
+            b"JBSWY3DPEHPK3PXP"
+        );
+        assert!(ring.open(TOTP_DOMAIN, &kek, "user-b", &sealed).is_err());
+        assert!(ring.open(WRAP_DOMAIN, &kek, "user-a", &sealed).is_err());
     }
 
     #[test]

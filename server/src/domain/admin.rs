@@ -233,6 +233,7 @@ impl Admin {
             must_change_password: flag(req.must_change_password.unwrap_or(true)),
             active: 1,
             totp_secret: None,
+            totp_kek_id: None,
             totp_enabled: 0,
             totp_last_step: 0,
             created_at: now,

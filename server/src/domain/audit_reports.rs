@@ -6,7 +6,9 @@
 use bytes::Bytes;
 use futures_util::Stream;
 use serde_json::{json, Map, Value};
-use tsunagu_protocol::audit::{AuditPage, AuditProblem, AuditVerification};
+use tsunagu_protocol::audit::{
+    AuditPage, AuditProblem, AuditVerification, AuditVerifyJob, AuditVerifyJobState,
+};
 use tsunagu_protocol::ids::{GroupId, OrganizationId, UserId};
 
 use super::access::{AuditReader, RegionAdmin};
@@ -14,7 +16,7 @@ use super::error::{DomainError, Result};
 use super::shared::Shared;
 use crate::audit::checkpoint::CheckpointVerifier;
 use crate::audit::report::{self, ReportFilter, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::audit::{self, Action, Event, Outcome, RequestMeta};
+use crate::audit::{self, jobs, Action, Event, Outcome, RequestMeta};
 use crate::store::StoreError;
 
 /// Which report.
@@ -185,6 +187,73 @@ impl AuditReports {
         Ok(verification)
     }
 
+    /// Starts a verification of the whole chain in the background for the admin's region
+    /// — or, when one is already running there, returns that one (one per region at a
+    /// time: verification reads the whole chain, and two at once only halve each
+    /// other's speed). The job is run by this node; [`AuditReports::verify_job`] shows
+    /// its progress and result. When it ends it records `audit_verified` with the
+    /// admin as actor and the job as target, as the direct verification does.
+    pub async fn start_verify_job(
+        &self,
+        admin: &RegionAdmin,
+        verifier: &CheckpointVerifier,
+        meta: &RequestMeta,
+    ) -> Result<(AuditVerifyJob, bool)> {
+        let region = admin.region_id().to_string();
+        let now = crate::clock::now_ms();
+        let mut conn = self.shared.store().conn().await?;
+        jobs::expire_stale(&mut conn, &region, now).await?;
+        if let Some(row) = jobs::running(&mut conn, &region).await? {
+            return Ok((wire_job(&row), false));
+        }
+        let total = audit::last_seq(&mut conn).await?;
+        let row = jobs::JobRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            region_id: region.clone(),
+            requested_by: Some(admin.session().user_id.to_string()),
+            state: "running".into(),
+            checked: 0,
+            total,
+            result: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        };
+        match jobs::insert(&mut conn, &row).await {
+            Ok(()) => {}
+            // Another node started one a moment ago: that one it is.
+            Err(StoreError::Conflict) => {
+                let row = jobs::running(&mut conn, &region)
+                    .await?
+                    .ok_or_else(|| DomainError::Conflict("a verification just ended".into()))?;
+                return Ok((wire_job(&row), false));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        drop(conn);
+        tokio::spawn(run_verify_job(
+            self.shared.store().clone(),
+            verifier.clone(),
+            row.id.clone(),
+            admin.session().actor(),
+            meta.clone(),
+        ));
+        Ok((wire_job(&row), true))
+    }
+
+    /// One verification job of the admin's region (404 for another region's). A running
+    /// job whose node stopped is reported as failed (`interrupted`).
+    pub async fn verify_job(&self, admin: &RegionAdmin, job_id: &str) -> Result<AuditVerifyJob> {
+        let region = admin.region_id().to_string();
+        let mut conn = self.shared.store().conn().await?;
+        jobs::expire_stale(&mut conn, &region, crate::clock::now_ms()).await?;
+        let row = jobs::get(&mut conn, &region, job_id)
+            .await?
+            .ok_or(DomainError::NotFound("verification job"))?;
+        Ok(wire_job(&row))
+    }
+
     /// [`AuditReports::verify_audit`] for the operator at the shell (`audit verify`): the
     /// entry it records has no actor.
     pub async fn operator_verify_audit(
@@ -231,6 +300,7 @@ impl AuditReports {
                 Outcome::Success,
                 &reader.session().actor(),
             )
+            .target("audit_report", kind.as_str())
             .detail(Value::Object(detail)),
         )
         .await?;
@@ -249,6 +319,109 @@ pub fn verification(report: &audit::VerifyReport) -> AuditVerification {
             reason: p.reason,
             detail: p.detail.clone(),
         }),
+    }
+}
+
+fn wire_job(row: &jobs::JobRow) -> AuditVerifyJob {
+    AuditVerifyJob {
+        id: row.id.clone(),
+        state: match row.state.as_str() {
+            "running" => AuditVerifyJobState::Running,
+            "done" => AuditVerifyJobState::Done,
+            _ => AuditVerifyJobState::Failed,
+        },
+        checked: row.checked,
+        total: row.total,
+        started_at: crate::clock::rfc3339(row.created_at),
+        finished_at: row.finished_at.map(crate::clock::rfc3339),
+        result: row
+            .result
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok()),
+        error: row.error.clone(),
+    }
+}
+
+/// Runs a verification job to its end on this node: progress every
+/// [`jobs::HEARTBEAT`], then the result (or the failure), then the `audit_verified`
+/// entry. Logs carry the job id only.
+async fn run_verify_job(
+    store: crate::store::Store,
+    verifier: CheckpointVerifier,
+    job_id: String,
+    actor: audit::Actor,
+    meta: RequestMeta,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(0_i64);
+    let heartbeat = {
+        let store = store.clone();
+        let job_id = job_id.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(jobs::HEARTBEAT);
+            loop {
+                tick.tick().await;
+                let checked = *rx.borrow();
+                let beat = async {
+                    let mut conn = store.conn().await?;
+                    jobs::progress(&mut conn, &job_id, checked, crate::clock::now_ms()).await
+                };
+                if let Err(e) = beat.await {
+                    tracing::warn!(job = %job_id, error = %e, "recording verification progress failed");
+                }
+            }
+        })
+    };
+    let report = audit::verify_store_with_progress(&store, &verifier, &|checked| {
+        tx.send_replace(checked);
+    })
+    .await;
+    heartbeat.abort();
+    let checked = *tx.borrow();
+    let (outcome, event) = match &report {
+        Ok(report) => {
+            let v = verification(report);
+            let event = Event::new(
+                Action::AuditVerified,
+                if v.intact {
+                    Outcome::Success
+                } else {
+                    Outcome::Failure
+                },
+                &actor,
+            )
+            .target("audit_verify_job", job_id.clone())
+            .detail(verified_detail(&v));
+            (
+                Ok(serde_json::to_string(&v).unwrap_or_else(|_| "{}".into())),
+                Some(event),
+            )
+        }
+        Err(e) => {
+            tracing::error!(job = %job_id, error = %e, "audit verification job failed");
+            (
+                Err("the verification could not finish (see the server log)".to_owned()),
+                None,
+            )
+        }
+    };
+    let finish = async {
+        let mut conn = store.conn().await?;
+        jobs::finish(
+            &mut conn,
+            &job_id,
+            report.as_ref().map(|r| r.checked).unwrap_or(checked),
+            outcome,
+            crate::clock::now_ms(),
+        )
+        .await
+    };
+    if let Err(e) = finish.await {
+        tracing::error!(job = %job_id, error = %e, "recording the verification result failed");
+    }
+    if let Some(event) = event {
+        if let Err(e) = audit::append_alone(&store, &meta, event).await {
+            tracing::error!(job = %job_id, error = %e, "could not record the audit verification");
+        }
     }
 }
 

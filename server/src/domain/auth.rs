@@ -17,6 +17,7 @@ use super::throttle::Throttle;
 use super::tokens::TokenSigner;
 use super::{convert, password, tokens, totp, validate};
 use crate::audit::{self, Action, Actor, Event, Outcome, RequestMeta};
+use crate::blob::keys::{KeyRing, TOTP_DOMAIN};
 use crate::clock::now_ms;
 use crate::store::users::UserRow;
 use crate::store::{organizations, regions, sessions, users, Conn};
@@ -31,6 +32,8 @@ pub struct Accounts {
     app_limits: Arc<super::apps::limits::AppLimits>,
     /// The issuer shown in authenticator apps.
     totp_issuer: Arc<str>,
+    /// The KEKs: TOTP secrets are stored sealed, like file data keys.
+    keys: Arc<KeyRing>,
     /// A real argon2 hash of a random password, verified against when the login id is
     /// unknown so that both cases cost the same time.
     dummy_hash: Arc<OnceCell<String>>,
@@ -43,6 +46,7 @@ impl Accounts {
         throttle: Throttle,
         app_limits: super::apps::limits::AppLimits,
         totp_issuer: String,
+        keys: Arc<KeyRing>,
     ) -> Self {
         Accounts {
             shared,
@@ -50,8 +54,19 @@ impl Accounts {
             throttle: Arc::new(throttle),
             app_limits: Arc::new(app_limits),
             totp_issuer: totp_issuer.into(),
+            keys,
             dummy_hash: Arc::default(),
         }
+    }
+
+    /// Re-reads the access-token key ring (a periodic chore; see `tokens::RELOAD_EVERY`).
+    pub fn reload_keys(&self) -> std::result::Result<bool, tokens::KeyError> {
+        self.signer.reload()
+    }
+
+    /// The access-token keys: id, when added, file, what each does now.
+    pub fn signing_keys(&self) -> Vec<(String, i64, std::path::PathBuf, tokens::KeyState)> {
+        self.signer.keys()
     }
 
     /// Forgets sign-in failures old enough not to count (a periodic chore).
@@ -432,7 +447,8 @@ impl Accounts {
         }
         let secret = totp::new_secret();
         let generator = totp::generator(&secret, &self.totp_issuer, &user.login)?;
-        users::set_totp(&mut conn, &user_id, Some(&secret), false, now_ms()).await?;
+        let (kek, sealed) = self.keys.seal(TOTP_DOMAIN, &user_id, secret.as_bytes());
+        users::set_totp(&mut conn, &user_id, Some((&kek, &sealed)), false, now_ms()).await?;
         Ok(TotpEnrollment {
             otpauth_url: generator.get_url(),
             secret,
@@ -454,16 +470,17 @@ impl Accounts {
         if user.totp_enabled != 0 {
             return Err(DomainError::Conflict("TOTP is already enabled".into()));
         }
-        let Some(secret) = user.totp_secret.as_deref() else {
+        let Some(secret) = self.totp_secret(&user)? else {
             return Err(DomainError::Invalid(
                 "start enrolment first (POST /api/v1/me/totp)".into(),
             ));
         };
-        let generator = totp::generator(secret, &self.totp_issuer, &user.login)?;
+        let generator = totp::generator(&secret, &self.totp_issuer, &user.login)?;
         let Some(step) = totp::matching_step(&generator, code, (now_ms() / 1000) as u64) else {
             return Err(DomainError::InvalidTotp);
         };
-        users::set_totp(&mut tx, &user_id, Some(secret), true, now_ms()).await?;
+        let (kek, sealed) = self.keys.seal(TOTP_DOMAIN, &user_id, secret.as_bytes());
+        users::set_totp(&mut tx, &user_id, Some((&kek, &sealed)), true, now_ms()).await?;
         users::advance_totp_step(&mut tx, &user_id, step).await?;
         audit::append(
             &mut tx,
@@ -476,12 +493,35 @@ impl Accounts {
         Ok(())
     }
 
+    /// The user's TOTP secret (base32), opened with its KEK; a secret still in plain text
+    /// (written before migration 0011, not yet sealed by the start-up pass) as it is.
+    fn totp_secret(&self, user: &UserRow) -> Result<Option<zeroize::Zeroizing<String>>> {
+        let Some(stored) = user.totp_secret.as_deref() else {
+            return Ok(None);
+        };
+        let Some(kek) = user.totp_kek_id.as_deref() else {
+            return Ok(Some(stored.to_owned().into()));
+        };
+        let bytes = self
+            .keys
+            .open(TOTP_DOMAIN, kek, &user.id, stored)
+            .map_err(|e| {
+                DomainError::Internal(super::error::Internal::caused_by(
+                    format!("TOTP secret of user {}", user.id),
+                    e,
+                ))
+            })?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| DomainError::Internal("a sealed TOTP secret is not text".into()))?;
+        Ok(Some(text.into()))
+    }
+
     /// Checks a sign-in code and burns its time step, so a code works once.
     async fn check_totp(&self, conn: &mut Conn, user: &UserRow, code: &str) -> Result<bool> {
-        let Some(secret) = user.totp_secret.as_deref() else {
+        let Some(secret) = self.totp_secret(user)? else {
             return Ok(false);
         };
-        let generator = totp::generator(secret, &self.totp_issuer, &user.login)?;
+        let generator = totp::generator(&secret, &self.totp_issuer, &user.login)?;
         match totp::matching_step(&generator, code, (now_ms() / 1000) as u64) {
             Some(step) => Ok(users::advance_totp_step(conn, &user.id, step).await?),
             None => Ok(false),

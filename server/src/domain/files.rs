@@ -33,7 +33,8 @@ const MAX_NAME_CHARS: usize = 255;
 /// The blob store and the key-encryption keys, held by the domain.
 pub struct FileServices {
     pub blobs: BlobStore,
-    pub keys: KeyRing,
+    /// Shared with accounts, which seal TOTP secrets with the same KEKs.
+    pub keys: std::sync::Arc<KeyRing>,
 }
 
 /// What the caller asked for of a file's content.
@@ -51,22 +52,9 @@ pub struct Download {
     pub body: std::pin::Pin<Box<dyn Stream<Item = std::result::Result<Bytes, BlobError>> + Send>>,
 }
 
-/// Refuses names that could mislead or break something downstream: control
-/// characters, path separators, `.`/`..`, over-long names.
+/// A file or folder name: [`super::validate::file_name`].
 pub fn check_file_name(name: &str) -> Result<String> {
-    // Characters and length as sent (as the published pattern states them), then trimmed.
-    let bad_chars = name
-        .chars()
-        .any(|c| c.is_control() || c == '/' || c == '\\')
-        || name.chars().count() > MAX_NAME_CHARS;
-    let name = name.trim();
-    let bad = bad_chars || name.is_empty() || name == "." || name == "..";
-    if bad {
-        return Err(DomainError::Invalid(format!(
-            "file names need 1 to {MAX_NAME_CHARS} characters without control characters or path separators"
-        )));
-    }
-    Ok(name.to_owned())
+    super::validate::file_name("file name", name, MAX_NAME_CHARS)
 }
 
 /// Kind and served Content-Type from the first bytes of the content.
@@ -720,6 +708,8 @@ mod tests {
             "../etc/passwd",
             "a\\b",
             "x\u{0}y",
+            "請求書\u{202E}txt.exe",
+            "\u{2067}a.pdf",
             "",
             ".",
             "..",

@@ -294,6 +294,21 @@ impl Invitations {
                     meta,
                 )
                 .await?;
+        } else {
+            // A refusal is a membership decision too: recorded like an approval's
+            // member_added.
+            audit::append(
+                &mut tx,
+                meta,
+                AuditEvent::new(
+                    Action::JoinRequestRejected,
+                    Outcome::Success,
+                    &member.session().actor(),
+                )
+                .group(gm.group.id.clone())
+                .target("user", user_id.to_string()),
+            )
+            .await?;
         }
         tx.commit().await?;
         if approve {

@@ -10,7 +10,8 @@ use super::error::{DomainError, Internal, Result};
 use super::files::{blob_internal, FileServices};
 use super::shared::Shared;
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
-use crate::store::files;
+use crate::blob::keys::TOTP_DOMAIN;
+use crate::store::{files, users};
 
 /// Key rotation and the orphan sweep.
 #[derive(Clone)]
@@ -78,6 +79,93 @@ impl Maintenance {
             )
             .await?;
             tx.commit().await?;
+        }
+        Ok(done)
+    }
+
+    /// Records a key rotation done at the shell (`keys jwt-rotate`, `keys audit-rotate`):
+    /// `key_rotated` with no actor, what was rotated in `detail` (key ids only).
+    pub async fn record_key_rotation(
+        &self,
+        command: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        audit::append_alone(
+            self.shared.store(),
+            &RequestMeta {
+                user_agent: Some(format!("tsunagu-server {command}")),
+                ..Default::default()
+            },
+            AuditEvent::new(Action::KeyRotated, Outcome::Success, &Default::default())
+                .detail(detail),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Seals TOTP secrets under the current KEK, in transactions of 500 users: with
+    /// `only_plain`, just those still in plain text (the start-up pass after migration
+    /// 0011); otherwise also those sealed by an older KEK (`keys rotate`). Each row is
+    /// replaced only if it still holds what was read, so concurrent passes on several
+    /// nodes, or an enrolment meanwhile, are safe. Audited as `key_rotated` (no actor)
+    /// when anything was sealed. Returns how many were.
+    pub async fn seal_totp_secrets(&self, only_plain: bool) -> Result<u64> {
+        let keys = &self.files().keys;
+        let current = keys.current_id().to_owned();
+        let mut done = 0;
+        let mut skipped_races = 0_u64;
+        loop {
+            let batch = {
+                let mut conn = self.shared.store().conn().await?;
+                users::totp_not_sealed_by(&mut conn, &current, 500).await?
+            };
+            let batch: Vec<_> = batch
+                .into_iter()
+                .filter(|(_, _, kek)| !only_plain || kek.is_none())
+                .collect();
+            if batch.is_empty() {
+                break;
+            }
+            let mut tx = self.shared.store().begin().await?;
+            let mut sealed_here = 0;
+            for (id, stored, kek) in &batch {
+                let plain = match kek {
+                    None => zeroize::Zeroizing::new(stored.as_bytes().to_vec()),
+                    Some(old) => keys.open(TOTP_DOMAIN, old, id, stored).map_err(|e| {
+                        DomainError::Internal(Internal::caused_by(format!("TOTP of user {id}"), e))
+                    })?,
+                };
+                let (kek_id, sealed) = keys.seal(TOTP_DOMAIN, id, &plain);
+                if users::reseal_totp(&mut tx, id, (stored, kek.as_deref()), &kek_id, &sealed)
+                    .await?
+                {
+                    sealed_here += 1;
+                } else {
+                    skipped_races += 1;
+                }
+            }
+            if sealed_here > 0 {
+                audit::append(
+                    &mut tx,
+                    &RequestMeta {
+                        user_agent: Some(if only_plain {
+                            "tsunagu-server start-up".into()
+                        } else {
+                            "tsunagu-server keys rotate".into()
+                        }),
+                        ..Default::default()
+                    },
+                    AuditEvent::new(Action::KeyRotated, Outcome::Success, &Default::default())
+                        .detail(json!({ "key": "totp", "kek_id": current, "users": sealed_here })),
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            done += sealed_here;
+            // Rows changed under us are read again; give up on ones that keep changing.
+            if sealed_here == 0 && skipped_races > 10_000 {
+                break;
+            }
         }
         Ok(done)
     }

@@ -94,6 +94,7 @@ impl Domain {
         files: files::FileServices,
     ) -> Self {
         let shared = Shared::new(store, bus);
+        let keys = files.keys.clone();
         let blobs = Arc::new(files);
         let admin = admin::Admin::new(shared.clone());
         let groups = groups::Groups::new(shared.clone());
@@ -107,6 +108,7 @@ impl Domain {
                     throttle,
                     app_limits,
                     settings.totp_issuer.clone(),
+                    keys,
                 ),
                 apps: apps::Apps::new(shared.clone(), signer, settings.apps.clone()),
                 operator: operator::Operator::new(shared.clone(), admin.clone()),

@@ -21,7 +21,11 @@ pub struct UserRow {
     pub password_hash: String,
     pub must_change_password: i64,
     pub active: i64,
+    /// The TOTP secret sealed by the KEK `totp_kek_id` (`KeyRing::seal`); plain text
+    /// only while `totp_kek_id` is NULL (rows written before migration 0011, until the
+    /// start-up pass wraps them).
     pub totp_secret: Option<String>,
+    pub totp_kek_id: Option<String>,
     pub totp_enabled: i64,
     pub totp_last_step: i64,
     pub created_at: i64,
@@ -30,12 +34,12 @@ pub struct UserRow {
 
 const COLUMNS: &str = "id, region_id, login, login_key, display_name, display_name_kana, \
     profession, organization_id, role, kind, password_hash, must_change_password, active, \
-    totp_secret, totp_enabled, totp_last_step, created_at, updated_at";
+    totp_secret, totp_enabled, totp_last_step, created_at, updated_at, totp_kek_id";
 
 pub async fn insert(conn: &mut Conn, row: &UserRow) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO users ({COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
     ))
     .bind(&row.id)
     .bind(&row.region_id)
@@ -55,6 +59,7 @@ pub async fn insert(conn: &mut Conn, row: &UserRow) -> Result<()> {
     .bind(row.totp_last_step)
     .bind(row.created_at)
     .bind(row.updated_at)
+    .bind(&row.totp_kek_id)
     .execute(conn)
     .await?;
     Ok(())
@@ -160,25 +165,73 @@ pub async fn set_password(
     Ok(())
 }
 
-/// Stores a (pending or active) TOTP secret, or clears it with `None`.
+/// Stores a (pending or active) TOTP secret sealed by KEK `kek_id` — `Some((kek_id,
+/// sealed))` — or clears it with `None`.
 pub async fn set_totp(
     conn: &mut Conn,
     id: &str,
-    secret: Option<&str>,
+    secret: Option<(&str, &str)>,
     enabled: bool,
     now: i64,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE users SET totp_secret = $2, totp_enabled = $3, totp_last_step = 0, \
-         updated_at = $4 WHERE id = $1",
+        "UPDATE users SET totp_secret = $2, totp_kek_id = $3, totp_enabled = $4, \
+         totp_last_step = 0, updated_at = $5 WHERE id = $1",
     )
     .bind(id)
-    .bind(secret)
+    .bind(secret.map(|s| s.1))
+    .bind(secret.map(|s| s.0))
     .bind(flag(enabled))
     .bind(now)
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// A user's stored TOTP secret as it lies in the table: `(user id, secret, KEK id)`,
+/// the KEK id `None` for a secret still in plain text.
+pub type StoredTotp = (String, String, Option<String>);
+
+/// Up to `limit` TOTP secrets not sealed by `kek_id` (plain ones first): what the
+/// start-up pass and `keys rotate` work through.
+pub async fn totp_not_sealed_by(
+    conn: &mut Conn,
+    kek_id: &str,
+    limit: i64,
+) -> Result<Vec<StoredTotp>> {
+    Ok(sqlx::query_as(
+        "SELECT id, totp_secret, totp_kek_id FROM users WHERE totp_secret IS NOT NULL \
+         AND (totp_kek_id IS NULL OR totp_kek_id <> $1) \
+         ORDER BY CASE WHEN totp_kek_id IS NULL THEN 0 ELSE 1 END, id LIMIT $2",
+    )
+    .bind(kek_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Replaces a stored secret with its sealed form, only if the row still holds exactly
+/// what was read (so two nodes, or a concurrent enrolment, cannot be overwritten).
+/// Returns whether it did.
+pub async fn reseal_totp(
+    conn: &mut Conn,
+    id: &str,
+    was: (&str, Option<&str>),
+    kek_id: &str,
+    sealed: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE users SET totp_secret = $2, totp_kek_id = $3 WHERE id = $1 \
+         AND totp_secret = $4 AND COALESCE(totp_kek_id, '') = COALESCE($5, '')",
+    )
+    .bind(id)
+    .bind(sealed)
+    .bind(kek_id)
+    .bind(was.0)
+    .bind(was.1)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Records that the TOTP code of time step `step` was used. Returns false when that

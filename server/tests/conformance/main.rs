@@ -258,6 +258,7 @@ fn user_row(region: &str, id: &str, login_key: &str, kana: Option<&str>) -> User
         must_change_password: 0,
         active: 1,
         totp_secret: None,
+        totp_kek_id: None,
         totp_enabled: 0,
         totp_last_step: 0,
         created_at: T0,

@@ -14,6 +14,7 @@ mod audit;
 mod authz;
 mod durability;
 mod files;
+mod hardening;
 mod messaging;
 mod search;
 

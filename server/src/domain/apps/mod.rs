@@ -119,6 +119,7 @@ impl Apps {
             must_change_password: 0,
             active: 1,
             totp_secret: None,
+            totp_kek_id: None,
             totp_enabled: 0,
             totp_last_step: 0,
             created_at: now,

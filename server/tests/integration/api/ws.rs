@@ -697,6 +697,7 @@ mod over_channels {
             audit_verifier: tsunagu_server::app::load_audit_signer(&app.config)
                 .unwrap()
                 .verifier(),
+            verify_wait: std::time::Duration::from_secs(20),
         };
         let (to_client, mut client_rx) = mpsc::unbounded_channel();
         let (client_tx, from_client) = mpsc::unbounded_channel();
