@@ -57,6 +57,11 @@ pub enum Action {
     KeyRotated,
     AuditReportExported,
     AuditVerified,
+    WebhookCreated,
+    WebhookUpdated,
+    WebhookDeleted,
+    WebhookTested,
+    WebhookRedelivered,
 }
 
 impl Action {
@@ -102,6 +107,11 @@ impl Action {
             Action::KeyRotated => "key_rotated",
             Action::AuditReportExported => "audit_report_exported",
             Action::AuditVerified => "audit_verified",
+            Action::WebhookCreated => "webhook_created",
+            Action::WebhookUpdated => "webhook_updated",
+            Action::WebhookDeleted => "webhook_deleted",
+            Action::WebhookTested => "webhook_tested",
+            Action::WebhookRedelivered => "webhook_redelivered",
         }
     }
 
@@ -147,6 +157,11 @@ impl Action {
         Action::KeyRotated,
         Action::AuditReportExported,
         Action::AuditVerified,
+        Action::WebhookCreated,
+        Action::WebhookUpdated,
+        Action::WebhookDeleted,
+        Action::WebhookTested,
+        Action::WebhookRedelivered,
     ];
 
     /// Parses the stored form; `None` for anything else.

@@ -13,6 +13,7 @@ use tsunagu_protocol::ids::ThreadId;
 use tsunagu_protocol::messaging::MemberRole;
 
 use super::access::Member;
+use super::webhooks;
 use super::convert;
 use super::error::{DomainError, Internal, Result};
 use super::shared::Shared;
@@ -321,6 +322,11 @@ impl Files {
                 .group(row.group_id.clone())
                 .target("file", id.clone())
                 .detail(json!({ "size": size, "kind": row.kind, "thread_id": row.thread_id })),
+            )
+            .await?;
+            webhooks::enqueue(
+                &mut tx,
+                vec![webhooks::Event::file_uploaded(&row.region_id, &wire_file(&row)?)],
             )
             .await?;
             tx.commit().await?;

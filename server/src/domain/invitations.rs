@@ -3,6 +3,7 @@
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tsunagu_protocol::webhooks::WebhookEventType;
 use tsunagu_protocol::ids::{GroupId, InvitationId, UserId};
 use tsunagu_protocol::messaging::{
     AcceptedInvitation, CreateInvitation, Invitation, JoinRequest, MemberRole,
@@ -11,7 +12,7 @@ use tsunagu_protocol::messaging::{
 use super::access::Member;
 use super::convert;
 use super::error::{DomainError, Result};
-use super::groups::{is_patient_side_profession, Groups};
+use super::groups::{is_patient_side_profession, member_event, Groups};
 use super::shared::Shared;
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
 use crate::clock::{now_ms, rfc3339};
@@ -163,6 +164,12 @@ impl Invitations {
                 .detail(json!({ "status": status })),
         )
         .await?;
+        if status == "joined" {
+            if let Some(row) = groups::get_member(&mut tx, &group.0, &me.id).await? {
+                member_event(&mut tx, WebhookEventType::MemberAdded, &group.1, &group.0, &row)
+                    .await?;
+            }
+        }
         tx.commit().await?;
         if status == "joined" {
             self.groups
@@ -231,6 +238,16 @@ impl Invitations {
                     meta,
                 )
                 .await?;
+            if let Some(row) = groups::get_member(&mut tx, &gm.group.id, &user.id).await? {
+                member_event(
+                    &mut tx,
+                    WebhookEventType::MemberAdded,
+                    &gm.group.region_id,
+                    &gm.group.id,
+                    &row,
+                )
+                .await?;
+            }
         }
         tx.commit().await?;
         if approve {

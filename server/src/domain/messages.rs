@@ -10,13 +10,14 @@ use tsunagu_protocol::messaging::{
     EditMessage, Message, MessageEditRecord, MessageHistory, MessagePage, PostMessage, Reaction,
     ReadState, Reader, Readers,
 };
+use tsunagu_protocol::webhooks::WebhookEventType;
 use tsunagu_protocol::ws::ServerFrame;
 
 use super::access::Member;
 use super::error::{DomainError, Result};
 use super::shared::Shared;
 use super::visibility::ThreadReader;
-use super::{commit, convert, validate};
+use super::{commit, convert, validate, webhooks};
 use crate::audit::RequestMeta;
 use crate::bus::{Audience, Payload};
 use crate::clock::{now_ms, rfc3339};
@@ -481,6 +482,15 @@ impl Messages {
             .wire_messages(&mut tx, &reader, vec![row])
             .await?
             .remove(0);
+        webhooks::enqueue(
+            &mut tx,
+            vec![webhooks::Event::message(
+                WebhookEventType::MessageEdited,
+                &reader.thread_region(),
+                &message,
+            )],
+        )
+        .await?;
         tx.commit().await?;
         self.shared.publish_thread(
             &reader,
@@ -510,13 +520,28 @@ impl Messages {
         row.deleted_at = Some(now_ms());
         messages::update_body(&mut tx, &row).await?;
         messages::delete_edits(&mut tx, &row.id).await?;
+        let seq = row.seq;
+        let tombstone = self
+            .shared
+            .wire_messages(&mut tx, &reader, vec![row])
+            .await?
+            .remove(0);
+        webhooks::enqueue(
+            &mut tx,
+            vec![webhooks::Event::message(
+                WebhookEventType::MessageDeleted,
+                &reader.thread_region(),
+                &tombstone,
+            )],
+        )
+        .await?;
         tx.commit().await?;
         self.shared.publish_thread(
             &reader,
             Payload::frame(ServerFrame::MessageDeleted {
                 thread_id,
                 message_id,
-                seq: row.seq,
+                seq,
             }),
         );
         Ok(())

@@ -14,6 +14,7 @@ pub mod scope;
 pub mod sessions;
 pub mod threads;
 pub mod users;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
