@@ -35,6 +35,7 @@ use url::Url;
 pub use tsunagu_protocol as protocol;
 
 pub mod live;
+pub mod webhooks;
 
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@ mod health;
 mod me;
 pub mod openapi;
 mod threads;
+mod webhooks;
 pub mod ws;
 
 use std::sync::atomic::AtomicBool;
@@ -88,6 +89,7 @@ pub(crate) fn routes() -> Routes {
             .merge(groups::routes())
             .merge(threads::routes())
             .merge(files::routes())
+            .merge(webhooks::routes())
             .routes(routes!(openapi::openapi_json)),
         transfers: OpenApiRouter::new()
             .merge(files::transfer_routes())

@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         (name = "threads", description = "Main timelines and 内緒話 threads"),
         (name = "messages", description = "Messages, reactions, read receipts (既読)"),
         (name = "files", description = "Encrypted files, the file library, search"),
+        (name = "webhooks", description = "Webhooks of API clients: signed (Standard Webhooks), durable, redeliverable; see docs/integrations.md"),
         (name = "websocket", description = "Live events; see docs/protocol.md"),
         (name = "operations", description = "Probes and metrics"),
     )

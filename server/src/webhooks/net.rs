@@ -384,6 +384,27 @@ mod tests {
         }
     }
 
+    /// The resolver is what stops a name that resolves to an internal address (DNS
+    /// rebinding): `localhost` resolves to loopback everywhere.
+    #[tokio::test]
+    async fn the_resolver_drops_internal_addresses() {
+        let strict = GuardedResolver { rules: strict() };
+        let name: Name = "localhost".parse().unwrap();
+        let err = match strict.resolve(name).await {
+            Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
+            Err(e) => e,
+        };
+        assert!(err.is::<NoAllowedAddress>(), "{err}");
+        let open = GuardedResolver {
+            rules: OutboundRules {
+                allow_http: true,
+                allow_private_addresses: true,
+            },
+        };
+        let found: Vec<SocketAddr> = open.resolve("localhost".parse().unwrap()).await.unwrap().collect();
+        assert!(found.iter().all(|a| a.ip().is_loopback()) && !found.is_empty());
+    }
+
     #[test]
     fn urls_need_https_no_credentials_and_an_allowed_literal() {
         let r = strict();

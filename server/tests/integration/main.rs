@@ -14,6 +14,7 @@ mod authz;
 mod durability;
 mod files;
 mod messaging;
+mod webhooks;
 
 /// The server binary, for the tests that run it as a child process.
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_tsunagu-server");
