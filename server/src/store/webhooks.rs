@@ -73,6 +73,44 @@ pub async fn insert(conn: &mut Conn, row: &WebhookRow) -> Result<()> {
     Ok(())
 }
 
+/// `(id, kek_id, wrapped)` of up to `limit` webhook secrets not wrapped by `kek_id`.
+pub async fn secrets_not_wrapped_by(
+    conn: &mut Conn,
+    kek_id: &str,
+    limit: i64,
+) -> Result<Vec<(String, String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, secret_kek_id, secret_wrapped FROM webhooks WHERE secret_kek_id <> $1 \
+         ORDER BY id LIMIT $2",
+    )
+    .bind(kek_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Replaces a wrapped secret if it is still wrapped by `old_kek`.
+pub async fn rewrap_secret(
+    conn: &mut Conn,
+    id: &str,
+    old_kek: &str,
+    kek: &str,
+    wrapped: &str,
+) -> Result<bool> {
+    Ok(sqlx::query(
+        "UPDATE webhooks SET secret_kek_id = $3, secret_wrapped = $4 \
+         WHERE id = $1 AND secret_kek_id = $2",
+    )
+    .bind(id)
+    .bind(old_kek)
+    .bind(kek)
+    .bind(wrapped)
+    .execute(conn)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
 /// Webhook `id` of API client `client_id`, if the client is in `region_id`.
 pub async fn get_in_region(
     conn: &mut Conn,

@@ -16,7 +16,7 @@
 //! - **Retries.** Exponential backoff with jitter, until the delivery is older than the
 //!   maximum age; then it is dead (an admin can redeliver it).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -57,22 +57,30 @@ const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// How often finished deliveries past their retention are removed.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 
-/// Starts the worker; aborting the handle stops it and its attempts.
+/// Starts the worker; aborting the handle stops it and its attempts, and so does
+/// dropping the domain (`alive`).
 pub fn spawn(
+    alive: Weak<()>,
     store: Store,
     files: Arc<FileServices>,
     outbound: Outbound,
     settings: WorkerSettings,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(store, files, outbound, settings))
+    tokio::spawn(run(alive, store, files, outbound, settings))
 }
 
-async fn run(store: Store, files: Arc<FileServices>, outbound: Outbound, settings: WorkerSettings) {
+async fn run(
+    alive: Weak<()>,
+    store: Store,
+    files: Arc<FileServices>,
+    outbound: Outbound,
+    settings: WorkerSettings,
+) {
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     // Dropped with this task: aborting the worker aborts its attempts.
     let mut attempts: JoinSet<()> = JoinSet::new();
     let mut last_purge: Option<Instant> = None;
-    loop {
+    while alive.strong_count() > 0 {
         if last_purge.is_none_or(|t| t.elapsed() >= PURGE_EVERY) {
             last_purge = Some(Instant::now());
             purge(&store, &settings).await;

@@ -50,6 +50,9 @@ pub struct Webhooks {
     shared: Shared,
     files: Arc<FileServices>,
     rules: OutboundRules,
+    /// The worker runs while this lives (it holds a weak reference): dropping the
+    /// domain ends it, as it ends the post committers.
+    alive: Arc<()>,
 }
 
 /// Which deliveries to list.
@@ -66,6 +69,7 @@ impl Webhooks {
             shared,
             files,
             rules,
+            alive: Arc::new(()),
         }
     }
 
@@ -75,6 +79,7 @@ impl Webhooks {
         settings: deliver::WorkerSettings,
     ) -> tokio::task::JoinHandle<()> {
         deliver::spawn(
+            Arc::downgrade(&self.alive),
             self.shared.store().clone(),
             self.files.clone(),
             outbound,
@@ -366,6 +371,51 @@ impl Webhooks {
             deliveries: rows.iter().map(wire_delivery).collect::<Result<_>>()?,
             next_before_seq,
         })
+    }
+}
+
+/// Re-wraps every webhook signing secret not wrapped by the current KEK (part of
+/// `keys rotate`, so that older KEKs can then be removed); returns how many.
+pub(super) async fn rewrap_secrets(shared: &Shared, files: &FileServices) -> Result<u64> {
+    let current = files.keys.current_id().to_owned();
+    let mut done = 0;
+    loop {
+        let batch = {
+            let mut conn = shared.store().conn().await?;
+            store::secrets_not_wrapped_by(&mut conn, &current, 500).await?
+        };
+        if batch.is_empty() {
+            return Ok(done);
+        }
+        let mut tx = shared.store().begin().await?;
+        // Audited first: the audit head is always locked before any webhook row.
+        audit::append(
+            &mut tx,
+            &RequestMeta {
+                user_agent: Some("tsunagu-server keys rotate".into()),
+                ..Default::default()
+            },
+            AuditEvent::new(Action::KeyRotated, Outcome::Success, &Default::default())
+                .detail(json!({ "kek_id": current, "webhook_secrets": batch.len() })),
+        )
+        .await?;
+        let mut changed = 0u64;
+        for (id, old, wrapped) in &batch {
+            let key = files.keys.unwrap(old, &secret_aad(id), wrapped).map_err(|e| {
+                DomainError::Internal(super::error::Internal::caused_by(format!("webhook {id}"), e))
+            })?;
+            let (kek, rewrapped) = files.keys.wrap(&secret_aad(id), &key);
+            if store::rewrap_secret(&mut tx, id, old, &kek, &rewrapped).await? {
+                changed += 1;
+            }
+        }
+        tx.commit().await?;
+        done += changed;
+        if changed == 0 {
+            // Every row of the batch changed under us (deleted meanwhile): stop rather
+            // than loop on rows that are not rewrapped.
+            return Ok(done);
+        }
     }
 }
 
