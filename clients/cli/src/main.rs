@@ -19,6 +19,8 @@ use tsunagu_client::protocol::messaging::{Message, PostMessage, ThreadKind};
 use tsunagu_client::protocol::ws::ServerFrame;
 use tsunagu_client::{Client, Error, Tokens};
 
+mod webhooks;
+
 #[derive(Parser)]
 #[command(name = "tsunagu", version, about = "Tsunagu command-line client")]
 struct Cli {
@@ -110,6 +112,17 @@ enum Command {
     /// Audit reports and verification (region administrators).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Region administration: API clients' webhooks.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Webhooks of API clients: create, list, show, update, delete, test, deliveries,
+    /// redeliver.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
 }
 
 #[derive(Subcommand)]
@@ -422,6 +435,12 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             } else {
                 transfers::audit_listing(&signed.client, file, cli.json).await
             };
+            signed.save_if_rotated()?;
+            result?;
+        }
+        Command::Admin(AdminCommand::Webhooks(command)) => {
+            let mut signed = SignedIn::load(&path)?;
+            let result = webhooks::run(&signed.client, command, cli.json).await;
             signed.save_if_rotated()?;
             result?;
         }
