@@ -728,6 +728,25 @@ mod tests {
     }
 
     #[test]
+    fn the_webhooks_section_maps_from_the_environment_and_is_validated() {
+        assert_eq!(
+            env_key("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES").as_deref(),
+            Some("webhooks.allow_private_addresses")
+        );
+        let config = Config::default();
+        assert!(!config.webhooks.allow_http && !config.webhooks.allow_private_addresses);
+        assert_eq!(config.webhooks.max_age_secs, 24 * 3600);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[webhooks]\nconcurrency = 0\n").unwrap();
+        assert!(Config::load_from(Some(&path)).is_err());
+        std::fs::write(&path, "[webhooks]\nallow_http = true\ntimeout_secs = 3\n").unwrap();
+        let loaded = Config::load_from(Some(&path)).unwrap();
+        assert!(loaded.webhooks.allow_http);
+        assert_eq!(loaded.webhooks.timeout_secs, 3);
+    }
+
+    #[test]
     fn toml_file_overrides_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
