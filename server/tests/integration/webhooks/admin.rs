@@ -9,11 +9,12 @@ use tsunagu_protocol::ids::WebhookId;
 use tsunagu_protocol::webhooks::{CreateWebhook, UpdateWebhook, WebhookEventType};
 use tsunagu_testkit::{each_backend, person, Backend};
 
-use super::{app_account, spawn_hooks};
+use super::{add_to_group, app_account, spawn_hooks, webhook, Receiver};
 
 each_backend!(
     only_admins_of_the_clients_region_manage_its_webhooks,
     webhooks_are_created_listed_changed_and_deleted_with_audit,
+    a_secret_survives_key_rotation_and_the_old_keks_removal,
 );
 
 fn status(result: Result<impl std::fmt::Debug, Error>) -> u16 {
@@ -129,4 +130,52 @@ async fn webhooks_are_created_listed_changed_and_deleted_with_audit(backend: Bac
     for a in ["webhook_created", "webhook_updated", "webhook_deleted"] {
         assert_eq!(actions.iter().filter(|x| *x == a).count(), 1, "{a}: {actions:?}");
     }
+}
+
+async fn a_secret_survives_key_rotation_and_the_old_keks_removal(backend: Backend) {
+    let app = spawn_hooks(backend).await;
+    let ehr = app_account(app.store(), &app.admin, "ehr").await;
+    let receiver = Receiver::start().await;
+    let hook = webhook(&app.admin, &ehr, &receiver.url, &[WebhookEventType::MessageCreated]).await;
+    let kek_of = |app: &tsunagu_testkit::TestApp| {
+        let store = app.store().clone();
+        let id = hook.id.to_string();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT secret_kek_id FROM webhooks WHERE id = $1")
+                .bind(id)
+                .fetch_one(&mut *store.conn().await.unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let old = kek_of(&app).await;
+    let kek_dir = app.config.kek_dir();
+    let new = tsunagu_server::blob::keys::generate_kek(&kek_dir).unwrap();
+    let app = app.restart().await;
+    let rewrapped = app.domain.maintenance().rotate_keys().await.unwrap();
+    assert_eq!(rewrapped, 1, "the webhook secret is re-wrapped");
+    assert_eq!(kek_of(&app).await, new);
+    std::fs::remove_file(kek_dir.join(format!("{old}.kek"))).unwrap();
+    let app = app.restart().await;
+
+    // Signed with the same secret the admin was shown before the rotation.
+    let nurse = person(&app, "nurse.sato", "佐藤 看護師", Profession::Nurse).await;
+    let group = tsunagu_testkit::patient_group(&nurse.client, "山田 太郎 様").await;
+    add_to_group(&nurse.client, group.id, &ehr).await;
+    let posted = nurse
+        .client
+        .post_message(
+            group.main_thread_id,
+            &tsunagu_protocol::messaging::PostMessage {
+                body: "鍵の更新後".into(),
+                client_msg_id: "after-rotation".into(),
+                reply_to: None,
+                mentions: vec![],
+                attachments: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    let events = receiver.wait_accepted(&hook.secret, 1).await;
+    assert_eq!(events[0].data["message"]["id"], posted.id.to_string());
 }
