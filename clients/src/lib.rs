@@ -34,8 +34,11 @@ use url::Url;
 
 pub use tsunagu_protocol as protocol;
 
+pub mod apps;
 pub mod live;
 pub mod webhooks;
+
+pub use apps::AppCredentials;
 
 /// What can go wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,12 @@ pub enum Error {
     /// reported once.
     #[error("the live session is closed")]
     SessionClosed,
+    /// The token endpoint refused an app's credentials or scopes (OAuth's error shape).
+    #[error("{status}: {} ({})", .body.error_description.as_deref().unwrap_or(""), .body.error)]
+    OAuth {
+        status: StatusCode,
+        body: tsunagu_protocol::apps::OAuthError,
+    },
 }
 
 impl Error {
@@ -111,6 +120,9 @@ pub struct Client {
     /// Serialises refreshes so concurrent calls do not spend the same refresh token
     /// twice (which the server treats as theft).
     refresh_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Set for an app (client credentials): renewal asks the token endpoint again
+    /// instead of using a refresh token.
+    app: Option<Arc<AppCredentials>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -141,6 +153,7 @@ impl Client {
             base,
             tokens: Arc::new(Mutex::new(None)),
             refresh_lock: Arc::new(tokio::sync::Mutex::new(())),
+            app: None,
         })
     }
 
@@ -210,7 +223,15 @@ impl Client {
         path: &str,
         body: Option<&B>,
     ) -> Result<T> {
-        let access = self.tokens().ok_or(Error::NotSignedIn)?.access_token;
+        let access = match (self.tokens(), &self.app) {
+            (Some(t), Some(_)) if self.app_token_due() => {
+                self.refresh_after(&t.access_token).await?
+            }
+            (Some(t), _) => t.access_token,
+            // An app gets its first token on its first call.
+            (None, Some(_)) => self.refresh_after("").await?,
+            (None, None) => return Err(Error::NotSignedIn),
+        };
         match self.send_authed(method.clone(), path, body, &access).await {
             Err(Error::Api {
                 status: StatusCode::UNAUTHORIZED,
@@ -243,6 +264,14 @@ impl Client {
     /// Refreshes unless another task already did since `stale` was read.
     async fn refresh_after(&self, stale: &str) -> Result<String> {
         let _guard = self.refresh_lock.lock().await;
+        if let Some(app) = &self.app {
+            if let Some(current) = self.tokens() {
+                if current.access_token != stale {
+                    return Ok(current.access_token);
+                }
+            }
+            return Ok(self.app_token(app).await?.access_token);
+        }
         let current = self.tokens().ok_or(Error::NotSignedIn)?;
         if current.access_token != stale {
             return Ok(current.access_token);

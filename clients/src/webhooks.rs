@@ -228,7 +228,7 @@ mod tests {
 /// Managing webhooks (region administrators): `/api/v1/admin/api-clients/{id}/webhooks…`.
 mod admin {
     use reqwest::Method;
-    use tsunagu_protocol::ids::{WebhookDeliveryId, WebhookId};
+    use tsunagu_protocol::ids::{ApiClientId, WebhookDeliveryId, WebhookId};
     use tsunagu_protocol::webhooks::{
         CreateWebhook, CreatedWebhook, DeliveryStatus, UpdateWebhook, Webhook, WebhookDelivery,
         WebhookDeliveryList, WebhookList,
@@ -236,7 +236,7 @@ mod admin {
 
     use crate::{Client, Result};
 
-    fn base(client_id: &str) -> String {
+    fn base(client_id: ApiClientId) -> String {
         format!("api/v1/admin/api-clients/{client_id}/webhooks")
     }
 
@@ -244,24 +244,24 @@ mod admin {
         /// Adds a webhook; the answer's `secret` is shown this once.
         pub async fn create_webhook(
             &self,
-            client_id: &str,
+            client_id: ApiClientId,
             req: &CreateWebhook,
         ) -> Result<CreatedWebhook> {
             self.authed(Method::POST, &base(client_id), Some(req)).await
         }
 
-        pub async fn list_webhooks(&self, client_id: &str) -> Result<WebhookList> {
+        pub async fn list_webhooks(&self, client_id: ApiClientId) -> Result<WebhookList> {
             self.authed::<(), _>(Method::GET, &base(client_id), None).await
         }
 
-        pub async fn get_webhook(&self, client_id: &str, id: WebhookId) -> Result<Webhook> {
+        pub async fn get_webhook(&self, client_id: ApiClientId, id: WebhookId) -> Result<Webhook> {
             self.authed::<(), _>(Method::GET, &format!("{}/{id}", base(client_id)), None)
                 .await
         }
 
         pub async fn update_webhook(
             &self,
-            client_id: &str,
+            client_id: ApiClientId,
             id: WebhookId,
             req: &UpdateWebhook,
         ) -> Result<Webhook> {
@@ -269,13 +269,13 @@ mod admin {
                 .await
         }
 
-        pub async fn delete_webhook(&self, client_id: &str, id: WebhookId) -> Result<()> {
+        pub async fn delete_webhook(&self, client_id: ApiClientId, id: WebhookId) -> Result<()> {
             self.authed::<(), _>(Method::DELETE, &format!("{}/{id}", base(client_id)), None)
                 .await
         }
 
         /// Queues a `webhook.test` event; the answer is its delivery.
-        pub async fn test_webhook(&self, client_id: &str, id: WebhookId) -> Result<WebhookDelivery> {
+        pub async fn test_webhook(&self, client_id: ApiClientId, id: WebhookId) -> Result<WebhookDelivery> {
             self.authed::<(), _>(
                 Method::POST,
                 &format!("{}/{id}/test", base(client_id)),
@@ -287,7 +287,7 @@ mod admin {
         /// A webhook's deliveries, newest first; `status` narrows (`Dead`: dead letters).
         pub async fn webhook_deliveries(
             &self,
-            client_id: &str,
+            client_id: ApiClientId,
             id: WebhookId,
             status: Option<DeliveryStatus>,
             before_seq: Option<i64>,
@@ -319,7 +319,7 @@ mod admin {
         /// Sends a finished delivery again (same event id and body, end of the queue).
         pub async fn redeliver(
             &self,
-            client_id: &str,
+            client_id: ApiClientId,
             id: WebhookId,
             delivery: WebhookDeliveryId,
         ) -> Result<WebhookDelivery> {

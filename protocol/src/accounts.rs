@@ -45,6 +45,15 @@ wire_enum!(
     }
 );
 
+wire_enum!(
+    /// Who an account is: a person who signs in, or a third-party app acting through
+    /// its API client (docs/integrations.md).
+    UserKind {
+        Person = "person",
+        App = "app",
+    }
+);
+
 /// A region (a city/county medical association area): the unit of tenancy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -132,6 +141,8 @@ pub struct User {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organization_id: Option<OrganizationId>,
     pub role: UserRole,
+    /// `app` for a third-party app's account (never signs in with a password).
+    pub kind: UserKind,
     pub active: bool,
     pub totp_enabled: bool,
     pub must_change_password: bool,

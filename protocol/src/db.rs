@@ -10,10 +10,12 @@ use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::{Any, Database, Decode, Encode, Type};
 
-use crate::accounts::{OrganizationKind, Profession, UserRole};
+use crate::accounts::{OrganizationKind, Profession, UserKind, UserRole};
+use crate::apps::Scope;
 use crate::files::FileKind;
 use crate::ids::{
-    FileId, GroupId, InvitationId, MessageId, OrganizationId, RegionId, SessionId, ThreadId, UserId,
+    ApiClientId, FileId, GroupId, InvitationId, MessageId, OrganizationId, RegionId, SessionId,
+    ThreadId, UserId,
 };
 use crate::messaging::{GroupKind, MemberRole, ThreadKind};
 
@@ -60,9 +62,10 @@ macro_rules! as_text {
 
 as_text!(
     ids: RegionId, OrganizationId, UserId, GroupId, ThreadId, MessageId, InvitationId, FileId,
-    SessionId,
+    SessionId, ApiClientId,
 );
 
 as_text!(
-    wire enums: OrganizationKind, Profession, UserRole, GroupKind, MemberRole, ThreadKind, FileKind,
+    wire enums: OrganizationKind, Profession, UserRole, UserKind, GroupKind, MemberRole, ThreadKind,
+    FileKind, Scope,
 );

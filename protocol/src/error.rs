@@ -32,6 +32,8 @@ pub enum ErrorCode {
     MfaEnrollmentRequired,
     /// The caller is known but may not do this.
     Forbidden,
+    /// An app's token lacks the scope this call needs (the message names it).
+    InsufficientScope,
     /// Nothing is there — or the caller may not know that it is.
     NotFound,
     /// The method is not supported on this path.
@@ -79,6 +81,7 @@ impl ErrorCode {
             ErrorCode::PasswordChangeRequired => "password_change_required",
             ErrorCode::MfaEnrollmentRequired => "mfa_enrollment_required",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::Conflict => "conflict",

@@ -74,6 +74,10 @@ id_type!(
     FileId
 );
 id_type!(
+    /// A third-party app's registration (its credentials, scopes and webhooks).
+    ApiClientId
+);
+id_type!(
     /// A sign-in session: the family of refresh tokens and the access tokens naming it.
     SessionId
 );

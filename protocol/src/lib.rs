@@ -45,6 +45,7 @@ macro_rules! wire_enum {
 mod db;
 
 pub mod accounts;
+pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod error;

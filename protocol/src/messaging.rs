@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounts::Profession;
+use crate::accounts::{Profession, UserKind};
 use crate::ids::{GroupId, InvitationId, MessageId, OrganizationId, ThreadId, UserId};
 
 wire_enum!(
@@ -219,7 +219,14 @@ pub struct Member {
     pub organization_id: Option<OrganizationId>,
     pub role: MemberRole,
     pub patient_side: bool,
+    /// `app` for a third-party app's account (shown with its name, never in a 内緒話).
+    #[serde(default = "default_kind")]
+    pub kind: UserKind,
     pub joined_at: String,
+}
+
+fn default_kind() -> UserKind {
+    UserKind::Person
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

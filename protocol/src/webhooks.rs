@@ -3,9 +3,7 @@
 //! SDK's verifier checks the headers named here.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
-
-use crate::ids::{WebhookDeliveryId, WebhookId};
+use crate::ids::{ApiClientId, WebhookDeliveryId, WebhookId};
 
 wire_enum!(
     /// What a webhook can subscribe to. An app hears of an event only if its app
@@ -84,7 +82,7 @@ pub struct UpdateWebhook {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Webhook {
     pub id: WebhookId,
-    pub api_client_id: Uuid,
+    pub api_client_id: ApiClientId,
     pub url: String,
     pub events: Vec<WebhookEventType>,
     pub active: bool,
@@ -99,7 +97,7 @@ pub struct Webhook {
 pub struct CreatedWebhook {
     pub id: WebhookId,
     pub secret: String,
-    pub api_client_id: Uuid,
+    pub api_client_id: ApiClientId,
     pub url: String,
     pub events: Vec<WebhookEventType>,
     pub active: bool,

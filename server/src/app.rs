@@ -72,6 +72,11 @@ pub async fn open(config: &Config) -> anyhow::Result<(Domain, Store)> {
             posts_per_minute: config.limits.posts_per_minute,
             posts_burst: config.limits.posts_burst,
             webhook_rules: webhook_rules(&config.webhooks),
+            apps: crate::domain::apps::AppSettings {
+                token_ttl_secs: config.apps.token_ttl_secs,
+                token_url: config.apps.token_url.clone(),
+                requests_per_minute: config.apps.requests_per_minute,
+            },
         },
         open_bus(config).await?,
         open_files(config)?,

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "database_url"];
 const SECTIONS: &[&str] = &[
     "http", "tls", "auth", "log", "database", "ws", "messages", "files", "audit", "bus", "limits",
-    "webhooks",
+    "apps", "webhooks",
 ];
 /// Variables read directly rather than through the layered configuration.
 const DIRECT_VARS: &[&str] = &[
@@ -52,8 +52,33 @@ pub struct Config {
     pub bus: BusConfig,
     pub limits: LimitsConfig,
     pub webhooks: WebhooksConfig,
+    pub apps: AppsConfig,
     #[serde(skip)]
     pub bootstrap: BootstrapConfig,
+}
+
+/// Third-party apps (docs/integrations.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppsConfig {
+    /// Lifetime of an app's access token (60–3600 s).
+    pub token_ttl_secs: u64,
+    /// The token endpoint's public URL (`https://…/api/v1/oauth/token`), which a
+    /// `private_key_jwt` assertion must name as `aud`. Set it behind a proxy; unset,
+    /// the URL the request reached the server by is accepted.
+    pub token_url: Option<String>,
+    /// REST requests per minute per app, unless the app's registration says otherwise.
+    pub requests_per_minute: u32,
+}
+
+impl Default for AppsConfig {
+    fn default() -> Self {
+        AppsConfig {
+            token_ttl_secs: 900,
+            token_url: None,
+            requests_per_minute: 600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -398,6 +423,7 @@ impl Default for Config {
             bus: BusConfig::default(),
             limits: LimitsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            apps: AppsConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
     }
@@ -566,6 +592,19 @@ impl Config {
         .contains(&0)
         {
             return Err(ConfigError::Invalid("limits must be at least 1".into()));
+        }
+        if !(60..=3600).contains(&self.apps.token_ttl_secs) || self.apps.requests_per_minute == 0 {
+            return Err(ConfigError::Invalid(
+                "apps.token_ttl_secs must be 60 to 3600 and apps.requests_per_minute at least 1"
+                    .into(),
+            ));
+        }
+        if let Some(url) = &self.apps.token_url {
+            if url::Url::parse(url).map(|u| u.scheme().starts_with("http")) != Ok(true) {
+                return Err(ConfigError::Invalid(
+                    "apps.token_url must be an http(s) URL".into(),
+                ));
+            }
         }
         if self.audit.checkpoint_every == 0
             || self.audit.checkpoint_every > i64::MAX as u64

@@ -7,6 +7,8 @@
 //! `upload` and `download` stream (memory does not grow with the file) and show a
 //! progress bar when standard error is a terminal and `--json` is not given.
 
+mod admin;
+
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,17 +114,9 @@ enum Command {
     /// Audit reports and verification (region administrators).
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Region administration: API clients' webhooks.
+    /// Region administration: third-party apps (region administrators).
     #[command(subcommand)]
-    Admin(AdminCommand),
-}
-
-#[derive(Subcommand)]
-enum AdminCommand {
-    /// Webhooks of API clients: create, list, show, update, delete, test, deliveries,
-    /// redeliver.
-    #[command(subcommand)]
-    Webhooks(webhooks::WebhooksCommand),
+    Admin(admin::AdminCommand),
 }
 
 #[derive(Subcommand)]
@@ -438,12 +432,6 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
             signed.save_if_rotated()?;
             result?;
         }
-        Command::Admin(AdminCommand::Webhooks(command)) => {
-            let mut signed = SignedIn::load(&path)?;
-            let result = webhooks::run(&signed.client, command, cli.json).await;
-            signed.save_if_rotated()?;
-            result?;
-        }
         Command::Audit(AuditCommand::Verify) => {
             let mut signed = SignedIn::load(&path)?;
             let result = signed.client.audit_verify().await;
@@ -466,6 +454,7 @@ async fn run(cli: &Cli) -> Result<(), Failure> {
                 return Err(Failure::Broken);
             }
         }
+        Command::Admin(command) => admin::run(command, &path, cli.json).await?,
     }
     Ok(())
 }

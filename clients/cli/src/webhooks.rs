@@ -2,7 +2,7 @@
 //! redelivery (region administrators). Human output by default, `--json` for scripts.
 
 use clap::Subcommand;
-use tsunagu_client::protocol::ids::{WebhookDeliveryId, WebhookId};
+use tsunagu_client::protocol::ids::{ApiClientId, WebhookDeliveryId, WebhookId};
 use tsunagu_client::protocol::webhooks::{
     CreateWebhook, DeliveryStatus, UpdateWebhook, Webhook, WebhookDelivery, WebhookEventType,
 };
@@ -27,7 +27,7 @@ pub enum WebhooksCommand {
     Create {
         /// The API client's id.
         #[arg(long)]
-        client: String,
+        client: ApiClientId,
         /// Where to send events (https://…).
         #[arg(long)]
         url: String,
@@ -40,18 +40,18 @@ pub enum WebhooksCommand {
     /// List an API client's webhooks.
     List {
         #[arg(long)]
-        client: String,
+        client: ApiClientId,
     },
     /// Show one webhook.
     Show {
         #[arg(long)]
-        client: String,
+        client: ApiClientId,
         webhook: WebhookId,
     },
     /// Change a webhook's URL or events, or pause / resume it.
     Update {
         #[arg(long)]
-        client: String,
+        client: ApiClientId,
         webhook: WebhookId,
         #[arg(long)]
         url: Option<String>,
@@ -67,19 +67,19 @@ pub enum WebhooksCommand {
     /// Delete a webhook and its queue.
     Delete {
         #[arg(long)]
-        client: String,
+        client: ApiClientId,
         webhook: WebhookId,
     },
     /// Queue a `webhook.test` event.
     Test {
         #[arg(long)]
-        client: String,
+        client: ApiClientId,
         webhook: WebhookId,
     },
     /// Recent deliveries, newest first (`--status dead`: the dead letters).
     Deliveries {
         #[arg(long)]
-        client: String,
+        client: ApiClientId,
         webhook: WebhookId,
         #[arg(long, value_parser = delivery_status)]
         status: Option<DeliveryStatus>,
@@ -92,7 +92,7 @@ pub enum WebhooksCommand {
     /// Send a delivered or dead delivery again.
     Redeliver {
         #[arg(long)]
-        client: String,
+        client: ApiClientId,
         webhook: WebhookId,
         delivery: WebhookDeliveryId,
     },
@@ -131,7 +131,7 @@ pub async fn run(client: &Client, command: &WebhooksCommand, json: bool) -> Resu
         } => {
             let created = client
                 .create_webhook(
-                    id,
+                    *id,
                     &CreateWebhook {
                         url: url.clone(),
                         events: events.clone(),
@@ -146,7 +146,7 @@ pub async fn run(client: &Client, command: &WebhooksCommand, json: bool) -> Resu
             }
         }
         WebhooksCommand::List { client: id } => {
-            let list = client.list_webhooks(id).await?;
+            let list = client.list_webhooks(*id).await?;
             if json {
                 print_json(&list)?;
             } else {
@@ -157,7 +157,7 @@ pub async fn run(client: &Client, command: &WebhooksCommand, json: bool) -> Resu
             client: id,
             webhook,
         } => {
-            let w = client.get_webhook(id, *webhook).await?;
+            let w = client.get_webhook(*id, *webhook).await?;
             if json {
                 print_json(&w)?;
             } else {
@@ -183,7 +183,7 @@ pub async fn run(client: &Client, command: &WebhooksCommand, json: bool) -> Resu
                     None
                 },
             };
-            let w = client.update_webhook(id, *webhook, &req).await?;
+            let w = client.update_webhook(*id, *webhook, &req).await?;
             if json {
                 print_json(&w)?;
             } else {
@@ -194,7 +194,7 @@ pub async fn run(client: &Client, command: &WebhooksCommand, json: bool) -> Resu
             client: id,
             webhook,
         } => {
-            client.delete_webhook(id, *webhook).await?;
+            client.delete_webhook(*id, *webhook).await?;
             if json {
                 print_json(&serde_json::json!({ "deleted": webhook }))?;
             } else {
@@ -205,7 +205,7 @@ pub async fn run(client: &Client, command: &WebhooksCommand, json: bool) -> Resu
             client: id,
             webhook,
         } => {
-            let d = client.test_webhook(id, *webhook).await?;
+            let d = client.test_webhook(*id, *webhook).await?;
             if json {
                 print_json(&d)?;
             } else {
@@ -220,7 +220,7 @@ pub async fn run(client: &Client, command: &WebhooksCommand, json: bool) -> Resu
             before_seq,
         } => {
             let list = client
-                .webhook_deliveries(id, *webhook, *status, *before_seq, *limit)
+                .webhook_deliveries(*id, *webhook, *status, *before_seq, *limit)
                 .await?;
             if json {
                 print_json(&list)?;
@@ -236,7 +236,7 @@ pub async fn run(client: &Client, command: &WebhooksCommand, json: bool) -> Resu
             webhook,
             delivery,
         } => {
-            let d = client.redeliver(id, *webhook, *delivery).await?;
+            let d = client.redeliver(*id, *webhook, *delivery).await?;
             if json {
                 print_json(&d)?;
             } else {

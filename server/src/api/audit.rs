@@ -1,5 +1,5 @@
 //! `/api/v1/admin/audit/*`: audit reports (JSON pages or a streamed CSV export) and chain
-//! verification, for region administrators. Reports cover the caller's region only;
+//! verification, for region administrators (the reports also for apps with `audit:read`). Reports cover the caller's region only;
 //! every pull and every verification is itself audited.
 
 use axum::body::Body;
@@ -12,7 +12,7 @@ use tsunagu_protocol::ids::{GroupId, OrganizationId, UserId};
 use tsunagu_protocol::ErrorBody;
 
 use super::error::ApiResult;
-use super::extract::{AppJson, AppQuery, CurrentAdmin, Meta};
+use super::extract::{AppJson, AppQuery, CurrentAdmin, CurrentAuditReader, Meta};
 use super::AppState;
 use crate::domain::audit_reports::{AuditQuery, ReportKind};
 use utoipa_axum::router::OpenApiRouter;
@@ -152,11 +152,11 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
 )]
 pub async fn events(
     State(state): State<AppState>,
-    CurrentAdmin(admin): CurrentAdmin,
+    CurrentAuditReader(reader): CurrentAuditReader,
     Meta(meta): Meta,
     AppQuery(q): AppQuery<AuditReportQuery>,
 ) -> ApiResult<Response> {
-    report(state, admin, meta, ReportKind::Events, q).await
+    report(state, reader, meta, ReportKind::Events, q).await
 }
 
 /// File access in the caller's region: uploads, metadata views, downloads, deletions
@@ -175,16 +175,16 @@ pub async fn events(
 )]
 pub async fn file_access(
     State(state): State<AppState>,
-    CurrentAdmin(admin): CurrentAdmin,
+    CurrentAuditReader(reader): CurrentAuditReader,
     Meta(meta): Meta,
     AppQuery(q): AppQuery<AuditReportQuery>,
 ) -> ApiResult<Response> {
-    report(state, admin, meta, ReportKind::FileAccess, q).await
+    report(state, reader, meta, ReportKind::FileAccess, q).await
 }
 
 async fn report(
     state: AppState,
-    admin: crate::domain::RegionAdmin,
+    reader: crate::domain::access::AuditReader,
     meta: crate::audit::RequestMeta,
     kind: ReportKind,
     q: AuditReportQuery,
@@ -195,7 +195,7 @@ async fn report(
             state
                 .domain
                 .audit_reports()
-                .audit_report_page(&admin, kind, q, &meta)
+                .audit_report_page(&reader, kind, q, &meta)
                 .await?,
         )
         .into_response()),
@@ -203,7 +203,7 @@ async fn report(
             let export = state
                 .domain
                 .audit_reports()
-                .audit_report_csv(&admin, kind, q, &meta)
+                .audit_report_csv(&reader, kind, q, &meta)
                 .await?;
             let body = Body::from_stream(futures_util::StreamExt::inspect(export.body, |chunk| {
                 if let Err(e) = chunk {

@@ -18,6 +18,8 @@ pub struct ApiError {
     retry_after: Option<u64>,
     /// For 416: the file size, sent as `Content-Range: bytes */size`.
     content_range: Option<u64>,
+    /// For 403 `insufficient_scope`: the scope the call needs.
+    scope: Option<tsunagu_protocol::apps::Scope>,
 }
 
 impl ApiError {
@@ -28,6 +30,7 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             content_range: None,
+            scope: None,
         }
     }
 
@@ -69,6 +72,7 @@ impl From<DomainError> for ApiError {
             D::WeakPassword(_) => (StatusCode::BAD_REQUEST, ErrorCode::WeakPassword),
             D::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
             D::Forbidden(_) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden),
+            D::InsufficientScope(_) => (StatusCode::FORBIDDEN, ErrorCode::InsufficientScope),
             D::Unauthenticated => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated),
             D::InvalidCredentials => (StatusCode::UNAUTHORIZED, ErrorCode::InvalidCredentials),
             D::TotpRequired => (StatusCode::UNAUTHORIZED, ErrorCode::TotpRequired),
@@ -100,6 +104,9 @@ impl From<DomainError> for ApiError {
         let mut err = ApiError::new(status, code, e.to_string());
         if let D::Throttled { retry_after_secs } = e {
             err.retry_after = Some(retry_after_secs);
+        }
+        if let D::InsufficientScope(scope) = e {
+            err.scope = Some(scope);
         }
         if let D::RangeNotSatisfiable(size) = e {
             err.content_range = Some(size);
@@ -163,6 +170,14 @@ impl IntoResponse for ApiError {
         if let Some(size) = self.content_range {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 response.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+        }
+        if let Some(scope) = self.scope {
+            // RFC 6750 §3.1: the scope the call needs, for the app's developer.
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
+            )) {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
         }
         if self.status == StatusCode::UNAUTHORIZED {

@@ -12,6 +12,7 @@ use tower_http::request_id::RequestId;
 use super::error::ApiError;
 use super::AppState;
 use crate::audit::RequestMeta;
+use crate::domain::access::AuditReader;
 use crate::domain::{Member, RegionAdmin, Session};
 
 /// `Json` whose rejections (syntax, wrong content type, too large) use our error body.
@@ -155,9 +156,12 @@ impl FromRequestParts<AppState> for CurrentSession {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthenticated)?;
-        Ok(CurrentSession(
-            state.domain.accounts().authenticate(token).await?,
-        ))
+        let session = state.domain.accounts().authenticate(token).await?;
+        if session.is_app() {
+            // What an app may call: the route's scope, from one table (`scopes`).
+            super::scopes::check(parts, &session)?;
+        }
+        Ok(CurrentSession(session))
     }
 }
 
@@ -188,5 +192,20 @@ impl FromRequestParts<AppState> for CurrentAdmin {
     ) -> Result<Self, Self::Rejection> {
         let CurrentMember(member) = CurrentMember::from_request_parts(parts, state).await?;
         Ok(CurrentAdmin(member.region_admin()?))
+    }
+}
+
+/// A reader of the region's audit reports: a region admin, or an app with `audit:read`.
+pub struct CurrentAuditReader(pub AuditReader);
+
+impl FromRequestParts<AppState> for CurrentAuditReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let CurrentMember(member) = CurrentMember::from_request_parts(parts, state).await?;
+        Ok(CurrentAuditReader(member.audit_reader()?))
     }
 }

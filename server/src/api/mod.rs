@@ -2,6 +2,7 @@
 //! capability from an extractor, and shape the answer; they decide nothing themselves.
 
 mod admin;
+mod apps;
 mod audit;
 mod auth;
 pub mod error;
@@ -10,7 +11,9 @@ mod files;
 mod groups;
 mod health;
 mod me;
+mod oauth;
 pub mod openapi;
+pub mod scopes;
 mod threads;
 mod webhooks;
 pub mod ws;
@@ -85,6 +88,8 @@ pub(crate) fn routes() -> Routes {
             .merge(auth::routes())
             .merge(me::routes())
             .merge(admin::routes())
+            .merge(apps::routes())
+            .merge(oauth::routes())
             .merge(audit::routes())
             .merge(groups::routes())
             .merge(threads::routes())

@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi};
         (name = "files", description = "Encrypted files, the file library, search"),
         (name = "webhooks", description = "Webhooks of API clients: signed (Standard Webhooks), durable, redeliverable; see docs/integrations.md"),
         (name = "websocket", description = "Live events; see docs/protocol.md"),
+        (name = "apps", description = "Third-party apps: API clients, the OAuth token endpoint (see docs/integrations.md)"),
         (name = "operations", description = "Probes and metrics"),
     )
 )]
@@ -525,7 +526,45 @@ pub fn document() -> utoipa::openapi::OpenApi {
     CommonResponses.modify(&mut doc);
     Rules.modify(&mut doc);
     Links.modify(&mut doc);
+    AppScopes.modify(&mut doc);
     doc
+}
+
+/// What an app's token needs for each operation (`x-app-scope`), from the one table the
+/// server enforces (`scopes::TABLE`); operations apps may not call say `none`.
+struct AppScopes;
+
+impl Modify for AppScopes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::extensions::ExtensionsBuilder;
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/") || path == "/api/v1/openapi.json" {
+                continue;
+            }
+            for (method, op) in [
+                (axum::http::Method::GET, &mut item.get),
+                (axum::http::Method::POST, &mut item.post),
+                (axum::http::Method::PUT, &mut item.put),
+                (axum::http::Method::PATCH, &mut item.patch),
+                (axum::http::Method::DELETE, &mut item.delete),
+            ] {
+                let Some(op) = op else { continue };
+                if op.security.as_ref().is_none_or(|s| s.is_empty()) {
+                    continue;
+                }
+                let value = match super::scopes::needs(&method, path) {
+                    Some(super::scopes::Needs::Scope(scope)) => scope.as_str(),
+                    Some(super::scopes::Needs::Token) => "any",
+                    None => "none",
+                };
+                let ext = ExtensionsBuilder::new().add("x-app-scope", value).build();
+                match &mut op.extensions {
+                    Some(existing) => existing.merge(ext),
+                    None => op.extensions = Some(ext),
+                }
+            }
+        }
+    }
 }
 
 /// The document as pretty JSON, as served and committed.

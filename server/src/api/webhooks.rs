@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use tsunagu_protocol::ids::{WebhookDeliveryId, WebhookId};
+use tsunagu_protocol::ids::{ApiClientId, WebhookDeliveryId, WebhookId};
 use tsunagu_protocol::webhooks::{
     CreateWebhook, CreatedWebhook, DeliveryStatus, UpdateWebhook, Webhook, WebhookDelivery,
     WebhookDeliveryList, WebhookList,
@@ -13,7 +13,6 @@ use tsunagu_protocol::webhooks::{
 use tsunagu_protocol::ErrorBody;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use super::error::ApiResult;
 use super::extract::{AppJson, AppPath, AppQuery, CurrentAdmin, Meta};
@@ -46,7 +45,7 @@ pub async fn create_webhook(
     State(state): State<AppState>,
     CurrentAdmin(admin): CurrentAdmin,
     Meta(meta): Meta,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<ApiClientId>,
     AppJson(req): AppJson<CreateWebhook>,
 ) -> ApiResult<(StatusCode, AppJson<CreatedWebhook>)> {
     let created = state.domain.webhooks().create(&admin, id, req, &meta).await?;
@@ -63,7 +62,7 @@ pub async fn create_webhook(
 pub async fn list_webhooks(
     State(state): State<AppState>,
     CurrentAdmin(admin): CurrentAdmin,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<ApiClientId>,
 ) -> ApiResult<AppJson<WebhookList>> {
     Ok(AppJson(WebhookList {
         webhooks: state.domain.webhooks().list(&admin, id).await?,
@@ -79,7 +78,7 @@ pub async fn list_webhooks(
 pub async fn get_webhook(
     State(state): State<AppState>,
     CurrentAdmin(admin): CurrentAdmin,
-    AppPath((id, wid)): AppPath<(Uuid, WebhookId)>,
+    AppPath((id, wid)): AppPath<(ApiClientId, WebhookId)>,
 ) -> ApiResult<AppJson<Webhook>> {
     Ok(AppJson(state.domain.webhooks().get(&admin, id, wid).await?))
 }
@@ -99,7 +98,7 @@ pub async fn update_webhook(
     State(state): State<AppState>,
     CurrentAdmin(admin): CurrentAdmin,
     Meta(meta): Meta,
-    AppPath((id, wid)): AppPath<(Uuid, WebhookId)>,
+    AppPath((id, wid)): AppPath<(ApiClientId, WebhookId)>,
     AppJson(req): AppJson<UpdateWebhook>,
 ) -> ApiResult<AppJson<Webhook>> {
     Ok(AppJson(
@@ -122,7 +121,7 @@ pub async fn delete_webhook(
     State(state): State<AppState>,
     CurrentAdmin(admin): CurrentAdmin,
     Meta(meta): Meta,
-    AppPath((id, wid)): AppPath<(Uuid, WebhookId)>,
+    AppPath((id, wid)): AppPath<(ApiClientId, WebhookId)>,
 ) -> ApiResult<StatusCode> {
     state
         .domain
@@ -144,7 +143,7 @@ pub async fn test_webhook(
     State(state): State<AppState>,
     CurrentAdmin(admin): CurrentAdmin,
     Meta(meta): Meta,
-    AppPath((id, wid)): AppPath<(Uuid, WebhookId)>,
+    AppPath((id, wid)): AppPath<(ApiClientId, WebhookId)>,
 ) -> ApiResult<(StatusCode, AppJson<WebhookDelivery>)> {
     let delivery = state.domain.webhooks().test(&admin, id, wid, &meta).await?;
     Ok((StatusCode::ACCEPTED, AppJson(delivery)))
@@ -172,7 +171,7 @@ pub struct DeliveriesQuery {
 pub async fn list_deliveries(
     State(state): State<AppState>,
     CurrentAdmin(admin): CurrentAdmin,
-    AppPath((id, wid)): AppPath<(Uuid, WebhookId)>,
+    AppPath((id, wid)): AppPath<(ApiClientId, WebhookId)>,
     AppQuery(q): AppQuery<DeliveriesQuery>,
 ) -> ApiResult<AppJson<WebhookDeliveryList>> {
     let query = DeliveryQuery {
@@ -204,7 +203,7 @@ pub async fn redeliver(
     State(state): State<AppState>,
     CurrentAdmin(admin): CurrentAdmin,
     Meta(meta): Meta,
-    AppPath((id, wid, did)): AppPath<(Uuid, WebhookId, WebhookDeliveryId)>,
+    AppPath((id, wid, did)): AppPath<(ApiClientId, WebhookId, WebhookDeliveryId)>,
 ) -> ApiResult<(StatusCode, AppJson<WebhookDelivery>)> {
     let delivery = state
         .domain

@@ -62,6 +62,12 @@ pub enum Action {
     WebhookDeleted,
     WebhookTested,
     WebhookRedelivered,
+    ApiClientCreated,
+    ApiClientUpdated,
+    ApiClientDisabled,
+    ApiClientSecretRotated,
+    AppTokenIssued,
+    AppTokenRefused,
 }
 
 impl Action {
@@ -112,6 +118,12 @@ impl Action {
             Action::WebhookDeleted => "webhook_deleted",
             Action::WebhookTested => "webhook_tested",
             Action::WebhookRedelivered => "webhook_redelivered",
+            Action::ApiClientCreated => "api_client_created",
+            Action::ApiClientUpdated => "api_client_updated",
+            Action::ApiClientDisabled => "api_client_disabled",
+            Action::ApiClientSecretRotated => "api_client_secret_rotated",
+            Action::AppTokenIssued => "app_token_issued",
+            Action::AppTokenRefused => "app_token_refused",
         }
     }
 
@@ -162,6 +174,12 @@ impl Action {
         Action::WebhookDeleted,
         Action::WebhookTested,
         Action::WebhookRedelivered,
+        Action::ApiClientCreated,
+        Action::ApiClientUpdated,
+        Action::ApiClientDisabled,
+        Action::ApiClientSecretRotated,
+        Action::AppTokenIssued,
+        Action::AppTokenRefused,
     ];
 
     /// Parses the stored form; `None` for anything else.

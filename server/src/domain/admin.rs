@@ -6,7 +6,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use tsunagu_protocol::accounts::{
     CreateOrganization, CreateUser, Organization, Policy, Region, ResetPassword,
-    UpdateOrganization, UpdatePolicy, UpdateUser, User, UserRole,
+    UpdateOrganization, UpdatePolicy, UpdateUser, User, UserKind, UserRole,
 };
 use tsunagu_protocol::ids::{OrganizationId, UserId};
 
@@ -166,7 +166,7 @@ impl Admin {
 
     pub async fn get_user(&self, admin: &RegionAdmin, id: UserId) -> Result<User> {
         let mut conn = self.shared.store().conn().await?;
-        convert::user(&find_user(&mut conn, admin, id).await?)
+        convert::user(&find_any_user(&mut conn, admin, id).await?)
     }
 
     pub async fn create_user(
@@ -228,6 +228,7 @@ impl Admin {
             profession: req.profession,
             organization_id,
             role: req.role.unwrap_or(UserRole::User),
+            kind: UserKind::Person,
             password_hash: phc,
             must_change_password: flag(req.must_change_password.unwrap_or(true)),
             active: 1,
@@ -607,8 +608,22 @@ async fn find_org(
         .ok_or(DomainError::NotFound("organization"))
 }
 
-async fn find_user(conn: &mut Conn, admin: &RegionAdmin, id: UserId) -> Result<UserRow> {
+/// A user of the admin's region, app accounts included (for reading).
+async fn find_any_user(conn: &mut Conn, admin: &RegionAdmin, id: UserId) -> Result<UserRow> {
     users::get_in_region(conn, &admin.region_id().to_string(), &id.to_string())
         .await?
         .ok_or(DomainError::NotFound("user"))
+}
+
+/// A person of the admin's region, for the account changes of this module. An app's
+/// account has no password, no second factor and no region role; it is enabled,
+/// renamed and disabled with its API client, so its scopes and sessions change with it.
+async fn find_user(conn: &mut Conn, admin: &RegionAdmin, id: UserId) -> Result<UserRow> {
+    let row = find_any_user(conn, admin, id).await?;
+    if row.kind == UserKind::App {
+        return Err(DomainError::Conflict(
+            "this is an app account: manage it under /api/v1/admin/api-clients".into(),
+        ));
+    }
+    Ok(row)
 }

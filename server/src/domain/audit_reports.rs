@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use tsunagu_protocol::audit::{AuditPage, AuditProblem, AuditVerification};
 use tsunagu_protocol::ids::{GroupId, OrganizationId, UserId};
 
-use super::access::RegionAdmin;
+use super::access::{AuditReader, RegionAdmin};
 use super::error::{DomainError, Result};
 use super::shared::Shared;
 use crate::audit::checkpoint::CheckpointVerifier;
@@ -99,13 +99,13 @@ impl AuditReports {
     /// One page of a report, oldest first.
     pub async fn audit_report_page(
         &self,
-        admin: &RegionAdmin,
+        reader: &AuditReader,
         kind: ReportKind,
         q: AuditQuery,
         meta: &RequestMeta,
     ) -> Result<AuditPage> {
-        let checked = check(admin, kind, &q)?;
-        self.record_pull(admin, kind, ReportFormat::Json, &checked, meta)
+        let checked = check(reader, kind, &q)?;
+        self.record_pull(reader, kind, ReportFormat::Json, &checked, meta)
             .await?;
         let mut conn = self.shared.store().conn().await?;
         let mut rows = report::page(
@@ -132,19 +132,19 @@ impl AuditReports {
     /// chain as it stood when the export started, this export's own entry included.
     pub async fn audit_report_csv(
         &self,
-        admin: &RegionAdmin,
+        reader: &AuditReader,
         kind: ReportKind,
         q: AuditQuery,
         meta: &RequestMeta,
     ) -> Result<CsvExport> {
-        let mut checked = check(admin, kind, &q)?;
+        let mut checked = check(reader, kind, &q)?;
         if q.cursor.is_some() || q.limit.is_some() {
             return Err(DomainError::Invalid(
                 "cursor and limit apply to format=json; a CSV export has every matching entry"
                     .into(),
             ));
         }
-        self.record_pull(admin, kind, ReportFormat::Csv, &checked, meta)
+        self.record_pull(reader, kind, ReportFormat::Csv, &checked, meta)
             .await?;
         let mut conn = self.shared.store().conn().await?;
         checked.filter.max_seq = Some(report::head_seq(&mut conn).await?);
@@ -213,7 +213,7 @@ impl AuditReports {
 
     async fn record_pull(
         &self,
-        admin: &RegionAdmin,
+        reader: &AuditReader,
         kind: ReportKind,
         format: ReportFormat,
         checked: &Checked,
@@ -229,7 +229,7 @@ impl AuditReports {
             Event::new(
                 Action::AuditReportExported,
                 Outcome::Success,
-                &admin.session().actor(),
+                &reader.session().actor(),
             )
             .detail(Value::Object(detail)),
         )
@@ -265,10 +265,10 @@ pub fn verified_detail(v: &AuditVerification) -> Value {
     })
 }
 
-fn check(admin: &RegionAdmin, kind: ReportKind, q: &AuditQuery) -> Result<Checked> {
+fn check(reader: &AuditReader, kind: ReportKind, q: &AuditQuery) -> Result<Checked> {
     let mut recorded = Map::new();
     let mut filter = ReportFilter {
-        region_id: admin.region_id().to_string(),
+        region_id: reader.region_id().to_string(),
         file_access_only: kind == ReportKind::FileAccess,
         ..Default::default()
     };

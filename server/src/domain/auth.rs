@@ -6,10 +6,11 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::sync::OnceCell;
-use tsunagu_protocol::accounts::{Me, UserRole};
+use tsunagu_protocol::accounts::{Me, UserKind, UserRole};
+use tsunagu_protocol::apps::Scope;
 use tsunagu_protocol::auth::{ChangePasswordRequest, LoginRequest, TokenResponse, TotpEnrollment};
 
-use super::access::{Member, PendingAction, Session};
+use super::access::{AppGrant, Member, PendingAction, Session};
 use super::error::{DomainError, Result};
 use super::shared::Shared;
 use super::throttle::Throttle;
@@ -26,6 +27,8 @@ pub struct Accounts {
     shared: Shared,
     signer: Arc<TokenSigner>,
     throttle: Arc<Throttle>,
+    /// Requests per app (token bucket per API client).
+    app_limits: Arc<super::apps::limits::AppLimits>,
     /// The issuer shown in authenticator apps.
     totp_issuer: Arc<str>,
     /// A real argon2 hash of a random password, verified against when the login id is
@@ -36,14 +39,16 @@ pub struct Accounts {
 impl Accounts {
     pub(super) fn new(
         shared: Shared,
-        signer: TokenSigner,
+        signer: Arc<TokenSigner>,
         throttle: Throttle,
+        app_limits: super::apps::limits::AppLimits,
         totp_issuer: String,
     ) -> Self {
         Accounts {
             shared,
-            signer: Arc::new(signer),
+            signer,
             throttle: Arc::new(throttle),
+            app_limits: Arc::new(app_limits),
             totp_issuer: totp_issuer.into(),
             dummy_hash: Arc::default(),
         }
@@ -79,17 +84,19 @@ impl Accounts {
             users::find_by_login_key(&mut conn, &key).await?
         };
         let phc = match &found {
-            Some(user) => user.password_hash.clone(),
-            None => self.dummy_hash().await?,
+            Some(user) if user.kind == UserKind::Person => user.password_hash.clone(),
+            // Apps have no password; they authenticate at /oauth/token.
+            _ => self.dummy_hash().await?,
         };
         let too_long = req.password.chars().count() > password::MAX_PASSWORD_CHARS;
         let matches = !too_long && password::verify(SecretString::from(req.password), phc).await?;
         let user = match found {
-            Some(user) if matches && user.active != 0 => user,
+            Some(user) if matches && user.active != 0 && user.kind == UserKind::Person => user,
             other => {
                 let actor = other.as_ref().map(actor_of).unwrap_or_default();
                 let reason = match &other {
                     None => "unknown_login",
+                    Some(u) if u.kind == UserKind::App => "app_account",
                     Some(u) if u.active == 0 => "inactive",
                     Some(_) => "wrong_password",
                 };
@@ -261,7 +268,23 @@ impl Accounts {
         if row.active == 0 || row.region_id != claims.rid {
             return Err(DomainError::Unauthenticated);
         }
-        let pending = if row.must_change_password != 0 {
+        let app = match (row.kind, &claims.scope) {
+            (UserKind::Person, None) => None,
+            (UserKind::App, Some(scope)) => {
+                let grant = app_grant(&row, scope)?;
+                let rate = row.client_rpm.map(|r| r.clamp(1, u32::MAX as i64) as u32);
+                self.app_limits
+                    .check(&grant.api_client_id.to_string(), rate)
+                    .map_err(|retry_after_secs| DomainError::Throttled { retry_after_secs })?;
+                Some(grant)
+            }
+            // A person's token with scopes, or an app's without: not one we issued.
+            _ => return Err(DomainError::Unauthenticated),
+        };
+        let pending = if app.is_some() {
+            // Apps have no password and no second factor: client authentication is both.
+            None
+        } else if row.must_change_password != 0 {
             Some(PendingAction::ChangePassword)
         } else if row.mfa_required != 0 && row.totp_enabled == 0 {
             Some(PendingAction::EnrollMfa)
@@ -277,8 +300,9 @@ impl Accounts {
                 .map(convert::id)
                 .transpose()?,
             session_id: claims.sid,
-            is_region_admin: row.role == UserRole::RegionAdmin,
+            is_region_admin: row.role == UserRole::RegionAdmin && app.is_none(),
             pending,
+            app,
         })
     }
 
@@ -288,7 +312,12 @@ impl Accounts {
         let s = member.session();
         let mut conn = self.shared.store().conn().await?;
         let row = users::auth_context(&mut conn, s.session_id(), &s.user_id().to_string()).await?;
-        Ok(row.is_some_and(|r| r.active != 0 && r.region_id == s.region_id().to_string()))
+        Ok(row.is_some_and(|r| {
+            r.active != 0
+                && r.region_id == s.region_id().to_string()
+                // An app's socket ends with its client.
+                && (r.kind == UserKind::Person || r.client_id.is_some())
+        }))
     }
 
     /// The caller, their region and organisation.
@@ -502,4 +531,20 @@ pub(super) fn actor_of(user: &UserRow) -> Actor {
         organization_id: user.organization_id.clone(),
         region_id: Some(user.region_id.clone()),
     }
+}
+
+/// The grant of an app's token: the scopes it names that its client (active, or the
+/// row would have none) still grants.
+fn app_grant(row: &users::AuthRow, token_scope: &str) -> Result<AppGrant> {
+    let (Some(client_id), Some(granted)) = (&row.client_id, &row.client_scopes) else {
+        // The client was disabled: its tokens stop at once.
+        return Err(DomainError::Unauthenticated);
+    };
+    let granted = Scope::parse_list(granted)
+        .map_err(|s| DomainError::Internal(format!("stored scope {s} is unknown").into()))?;
+    let asked = Scope::parse_list(token_scope).map_err(|_| DomainError::Unauthenticated)?;
+    Ok(AppGrant {
+        api_client_id: convert::id(client_id)?,
+        scopes: asked.into_iter().filter(|s| granted.contains(s)).collect(),
+    })
 }

@@ -29,6 +29,7 @@ pub(super) fn user(row: &UserRow) -> Result<User> {
         profession: row.profession,
         organization_id: row.organization_id.as_deref().map(id).transpose()?,
         role: row.role,
+        kind: row.kind,
         active: row.active != 0,
         totp_enabled: row.totp_enabled != 0,
         must_change_password: row.must_change_password != 0,

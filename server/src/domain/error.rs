@@ -16,6 +16,9 @@ pub enum DomainError {
     Conflict(String),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// An app's token does not carry the scope the call needs.
+    #[error("this call needs the scope {0}")]
+    InsufficientScope(tsunagu_protocol::apps::Scope),
     #[error("authentication required")]
     Unauthenticated,
     #[error("login id or password is wrong")]

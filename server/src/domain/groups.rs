@@ -1,7 +1,7 @@
 //! Groups (patient and free) and their membership. Invitations are in `invitations`.
 
 use serde_json::json;
-use tsunagu_protocol::accounts::Profession;
+use tsunagu_protocol::accounts::{Profession, UserKind};
 use tsunagu_protocol::ids::{GroupId, ThreadId, UserId};
 use tsunagu_protocol::messaging::{
     AddMember, CreateGroup, Group, GroupKind, Member as WireMember, MemberRole, PatientProfile,
@@ -83,6 +83,7 @@ pub(super) fn wire_member(row: &MemberRow) -> Result<WireMember> {
             .transpose()?,
         role: row.role,
         patient_side: row.patient_side != 0,
+        kind: row.kind,
         joined_at: rfc3339(row.joined_at),
     })
 }
@@ -125,6 +126,7 @@ impl Groups {
         req: CreateGroup,
         meta: &RequestMeta,
     ) -> Result<Group> {
+        member.person()?;
         let s = member.session();
         let mut tx = self.shared.store().begin().await?;
         let me = users::get(&mut tx, &s.user_id().to_string())
@@ -364,6 +366,15 @@ impl Groups {
             .await?
             .filter(|u| u.active != 0)
             .ok_or(DomainError::NotFound("user"))?;
+        // An app takes part as a plain member: it manages nothing and is never
+        // patient-side (it would then see what only the family sees, or more).
+        if target.kind == UserKind::App
+            && (role != MemberRole::Member || req.patient_side == Some(true))
+        {
+            return Err(DomainError::Invalid(
+                "an app account is added as a plain member".into(),
+            ));
+        }
         // Patients and family are always patient-side, whatever the request says.
         let patient_side =
             is_patient_side_profession(target.profession) || req.patient_side.unwrap_or(false);
@@ -469,6 +480,11 @@ impl Groups {
         if target.patient_side != 0 && role != MemberRole::Member {
             return Err(DomainError::Invalid(
                 "patient-side members cannot manage the group".into(),
+            ));
+        }
+        if target.kind == UserKind::App && role != MemberRole::Member {
+            return Err(DomainError::Invalid(
+                "an app account stays a plain member".into(),
             ));
         }
         if target.role == MemberRole::Owner

@@ -107,6 +107,8 @@ impl Invitations {
         code: &str,
         meta: &RequestMeta,
     ) -> Result<AcceptedInvitation> {
+        // An app joins a group only when an owner adds it.
+        member.person()?;
         let s = member.session();
         let mut tx = self.shared.store().begin().await?;
         let inv = invitations::redeem(&mut tx, &hash_code(code.trim()), now_ms())

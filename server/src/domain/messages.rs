@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use tsunagu_protocol::apps::Scope;
 use tsunagu_protocol::ids::{MessageId, ThreadId, UserId};
 use tsunagu_protocol::messaging::{
     EditMessage, Message, MessageEditRecord, MessageHistory, MessagePage, PostMessage, Reaction,
@@ -175,6 +176,8 @@ impl Messages {
         mut req: PostMessage,
         _meta: &RequestMeta,
     ) -> Result<(Message, bool)> {
+        // REST checks the route's scope too; the websocket's frames only meet this.
+        member.session().require(Scope::MessagesWrite)?;
         check_client_msg_id(&req.client_msg_id)?;
         // Checked (and cleaned) once, here, before the post queues for a transaction.
         req.body = validate::text("body", &req.body, self.max_message_chars)?;
@@ -629,6 +632,7 @@ impl Messages {
         thread_id: ThreadId,
         seq: i64,
     ) -> Result<ReadState> {
+        member.session().require(Scope::MessagesWrite)?;
         if seq < 0 {
             return Err(DomainError::Invalid("seq must not be negative".into()));
         }
@@ -703,6 +707,7 @@ impl Messages {
 
     /// Relays "typing" to the thread's other members; nothing is stored.
     pub async fn typing(&self, member: &Member, thread_id: ThreadId) -> Result<()> {
+        member.session().require(Scope::MessagesWrite)?;
         let mut conn = self.shared.store().conn().await?;
         let reader = self
             .shared

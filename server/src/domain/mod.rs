@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod apps;
 pub mod audit_reports;
 pub mod auth;
 mod commit;
@@ -50,6 +51,8 @@ pub struct DomainSettings {
     pub posts_burst: u32,
     /// Which webhook URLs may be saved (`[webhooks]`).
     pub webhook_rules: crate::webhooks::OutboundRules,
+    /// Third-party apps: token lifetime, token URL, default request rate.
+    pub apps: apps::AppSettings,
 }
 
 /// The rules, as one service per area. Shared and cheap to clone; api handlers hold
@@ -67,6 +70,7 @@ struct Services {
     shared: Shared,
     accounts: auth::Accounts,
     admin: admin::Admin,
+    apps: apps::Apps,
     operator: operator::Operator,
     groups: groups::Groups,
     invitations: invitations::Invitations,
@@ -93,14 +97,18 @@ impl Domain {
         let blobs = Arc::new(files);
         let admin = admin::Admin::new(shared.clone());
         let groups = groups::Groups::new(shared.clone());
+        let signer = Arc::new(signer);
+        let app_limits = apps::limits::AppLimits::new(settings.apps.requests_per_minute);
         Domain {
             inner: Arc::new(Services {
                 accounts: auth::Accounts::new(
                     shared.clone(),
-                    signer,
+                    signer.clone(),
                     throttle,
+                    app_limits,
                     settings.totp_issuer.clone(),
                 ),
+                apps: apps::Apps::new(shared.clone(), signer, settings.apps.clone()),
                 operator: operator::Operator::new(shared.clone(), admin.clone()),
                 admin,
                 invitations: invitations::Invitations::new(shared.clone(), groups.clone()),
@@ -130,6 +138,11 @@ impl Domain {
     /// Region administration: organisations, users, policy.
     pub fn admin(&self) -> &admin::Admin {
         &self.inner.admin
+    }
+
+    /// Third-party apps: registration, secrets, the OAuth token grant.
+    pub fn apps(&self) -> &apps::Apps {
+        &self.inner.apps
     }
 
     /// What the operator's shell does: bootstrap, regions, account rescue.

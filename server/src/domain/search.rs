@@ -1,6 +1,7 @@
 //! Search over the messages and file names the caller may see. Every hit is re-checked
 //! through the thread capability: search never widens visibility.
 
+use tsunagu_protocol::apps::Scope;
 use tsunagu_protocol::files::SearchResults;
 use tsunagu_protocol::ids::ThreadId;
 use tsunagu_protocol::messaging::Message;
@@ -37,7 +38,12 @@ impl Search {
         let pattern = contains_pattern(q);
         let mut conn = self.shared.store().conn().await?;
         let message_rows = messages::search(&mut conn, member, &pattern, 50).await?;
-        let file_rows = files::search(&mut conn, member, &pattern, 50).await?;
+        // An app sees file hits only with `files:read` (the route needs `messages:read`).
+        let file_rows = if member.session().require(Scope::FilesRead).is_ok() {
+            files::search(&mut conn, member, &pattern, 50).await?
+        } else {
+            Vec::new()
+        };
         let mut out: Vec<Message> = Vec::with_capacity(message_rows.len());
         for row in message_rows {
             let thread_id: ThreadId = convert::id(&row.thread_id)?;

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::json;
+use tsunagu_protocol::accounts::UserKind;
 use tsunagu_protocol::ids::{GroupId, ThreadId, UserId};
 use tsunagu_protocol::messaging::{CreateThread, Thread, ThreadKind};
 use tsunagu_protocol::ws::ServerFrame;
@@ -102,6 +103,12 @@ impl Threads {
     ) -> Result<()> {
         for id in ids {
             match groups::get_member(conn, group_id, id).await? {
+                // The visibility rule gives apps main timelines only.
+                Some(m) if m.kind == UserKind::App => {
+                    return Err(DomainError::Invalid(
+                        "app accounts cannot be in a 内緒話 thread".into(),
+                    ));
+                }
                 Some(m) if m.patient_side == 0 => {}
                 Some(_) => {
                     return Err(DomainError::Invalid(
@@ -126,6 +133,7 @@ impl Threads {
         req: CreateThread,
         meta: &RequestMeta,
     ) -> Result<Thread> {
+        member.person()?;
         let mut tx = self.shared.store().begin().await?;
         let gm = self.shared.group_member(&mut tx, member, &group_id).await?;
         gm.professional()?;

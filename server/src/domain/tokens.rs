@@ -33,6 +33,10 @@ pub struct Claims {
     pub nbf: u64,
     pub exp: u64,
     pub jti: String,
+    /// Only in an app's token (client credentials): the granted scopes, space-separated.
+    /// A person's token has none and is limited by their account's rights alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +121,18 @@ impl TokenSigner {
         session_id: &str,
         ttl_secs: u64,
     ) -> Result<String, String> {
+        self.issue_with_scope(user_id, region_id, session_id, ttl_secs, None)
+    }
+
+    /// A signed access token for an app's account, carrying its granted `scope`.
+    pub fn issue_with_scope(
+        &self,
+        user_id: &str,
+        region_id: &str,
+        session_id: &str,
+        ttl_secs: u64,
+        scope: Option<String>,
+    ) -> Result<String, String> {
         let now = (now_ms() / 1000) as u64;
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -128,6 +144,7 @@ impl TokenSigner {
             nbf: now,
             exp: now + ttl_secs,
             jti: uuid::Uuid::new_v4().to_string(),
+            scope,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());

@@ -1,7 +1,7 @@
 //! `groups` and `group_members`.
 
 use sqlx::FromRow;
-use tsunagu_protocol::accounts::Profession;
+use tsunagu_protocol::accounts::{Profession, UserKind};
 use tsunagu_protocol::messaging::{GroupKind, MemberRole};
 
 use super::{Conn, Result};
@@ -127,6 +127,7 @@ pub struct MemberRow {
     pub display_name: String,
     pub profession: Profession,
     pub organization_id: Option<String>,
+    pub kind: UserKind,
 }
 
 pub async fn add_member(
@@ -191,7 +192,7 @@ pub async fn get_member(
     user_id: &str,
 ) -> Result<Option<MemberRow>> {
     Ok(sqlx::query_as(
-        "SELECT m.user_id, m.role, m.patient_side, m.joined_at, u.display_name, u.profession, u.organization_id \
+        "SELECT m.user_id, m.role, m.patient_side, m.joined_at, u.display_name, u.profession, u.organization_id, u.kind \
          FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 AND m.user_id = $2",
     )
     .bind(group_id)
@@ -202,7 +203,7 @@ pub async fn get_member(
 
 pub async fn list_members(conn: &mut Conn, group_id: &str) -> Result<Vec<MemberRow>> {
     Ok(sqlx::query_as(
-        "SELECT m.user_id, m.role, m.patient_side, m.joined_at, u.display_name, u.profession, u.organization_id \
+        "SELECT m.user_id, m.role, m.patient_side, m.joined_at, u.display_name, u.profession, u.organization_id, u.kind \
          FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = $1 \
          ORDER BY m.joined_at, m.user_id",
     )

@@ -4,6 +4,7 @@
 //! that make both give the same answers (collation, case, LIKE, time, NULL order) are in
 //! `docs/architecture.md` and proven by `server/tests/conformance`.
 
+pub mod api_clients;
 pub mod files;
 pub mod groups;
 pub mod invitations;

@@ -2,7 +2,7 @@
 //! meaningful.
 
 use sqlx::FromRow;
-use tsunagu_protocol::accounts::{Profession, UserRole};
+use tsunagu_protocol::accounts::{Profession, UserKind, UserRole};
 
 use super::{flag, Conn, Result};
 
@@ -17,6 +17,7 @@ pub struct UserRow {
     pub profession: Profession,
     pub organization_id: Option<String>,
     pub role: UserRole,
+    pub kind: UserKind,
     pub password_hash: String,
     pub must_change_password: i64,
     pub active: i64,
@@ -28,13 +29,13 @@ pub struct UserRow {
 }
 
 const COLUMNS: &str = "id, region_id, login, login_key, display_name, display_name_kana, \
-    profession, organization_id, role, password_hash, must_change_password, active, \
+    profession, organization_id, role, kind, password_hash, must_change_password, active, \
     totp_secret, totp_enabled, totp_last_step, created_at, updated_at";
 
 pub async fn insert(conn: &mut Conn, row: &UserRow) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO users ({COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
     ))
     .bind(&row.id)
     .bind(&row.region_id)
@@ -45,6 +46,7 @@ pub async fn insert(conn: &mut Conn, row: &UserRow) -> Result<()> {
     .bind(row.profession)
     .bind(&row.organization_id)
     .bind(row.role)
+    .bind(row.kind)
     .bind(&row.password_hash)
     .bind(row.must_change_password)
     .bind(row.active)
@@ -220,6 +222,11 @@ pub struct AuthRow {
     pub must_change_password: i64,
     pub totp_enabled: i64,
     pub mfa_required: i64,
+    pub kind: UserKind,
+    /// For an app account: its client's id, granted scopes and rate, if it is active.
+    pub client_id: Option<String>,
+    pub client_scopes: Option<String>,
+    pub client_rpm: Option<i64>,
 }
 
 pub async fn auth_context(
@@ -229,8 +236,10 @@ pub async fn auth_context(
 ) -> Result<Option<AuthRow>> {
     Ok(sqlx::query_as(
         "SELECT u.id, u.region_id, u.organization_id, u.role, u.active, u.must_change_password, \
-         u.totp_enabled, r.mfa_required \
+         u.totp_enabled, r.mfa_required, u.kind, c.id AS client_id, c.scopes AS client_scopes, \
+         c.requests_per_minute AS client_rpm \
          FROM sessions s JOIN users u ON u.id = s.user_id JOIN regions r ON r.id = u.region_id \
+         LEFT JOIN api_clients c ON c.user_id = u.id AND c.active = 1 \
          WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL",
     )
     .bind(session_id)

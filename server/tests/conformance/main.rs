@@ -252,6 +252,7 @@ fn user_row(region: &str, id: &str, login_key: &str, kana: Option<&str>) -> User
         profession: Profession::Nurse,
         organization_id: None,
         role: UserRole::User,
+        kind: tsunagu_protocol::accounts::UserKind::Person,
         password_hash: "not a hash".into(),
         must_change_password: 0,
         active: 1,

@@ -9,6 +9,7 @@
 //! `cluster` (several server processes and a NATS server).
 
 mod api;
+mod apps;
 mod audit;
 mod authz;
 mod durability;

@@ -7,9 +7,8 @@
 //! | post ack p50/p99 with 10 webhooks | the same posts into the same groups, whose members include the same ten apps, before their webhooks exist |
 //!
 //! The receiver is an axum server in this process on loopback answering 204 at once.
-//! App accounts are written into the server's SQLite file as migration 0008 defines
-//! them (until `POST /admin/api-clients` exists), so this needs `--spawn` or
-//! `--database`; the spawned server allows `http` and loopback webhooks.
+//! The apps are registered through `POST /admin/api-clients`; a spawned server allows
+//! `http` and loopback webhooks (a `--server` must be configured to, `[webhooks]`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures_util::{StreamExt, TryStreamExt};
-use tsunagu_client::protocol::ids::{ThreadId, UserId};
+use tsunagu_client::protocol::apps::{CreateApiClient, Scope};
+use tsunagu_client::protocol::ids::{ApiClientId, ThreadId, UserId};
 use tsunagu_client::protocol::messaging::{AddMember, CreateGroup, GroupKind};
 use tsunagu_client::protocol::webhooks::{CreateWebhook, WebhookEventType};
-use tsunagu_server::store::Store;
 
 use super::core::post_loop;
 use super::report::{Better, Report};
@@ -61,41 +60,20 @@ async fn receiver() -> anyhow::Result<(String, Arc<Counter>, tokio::task::JoinHa
     Ok((format!("http://{addr}/hook"), counter, task))
 }
 
-/// An API client and its app account, straight into the database (migration 0008).
-async fn app_account(store: &Store, target: &Target, admin_id: &str, i: usize) -> anyhow::Result<(String, UserId)> {
-    let user_id = UserId::new();
-    let id = uuid::Uuid::now_v7().to_string();
-    let login = format!("app.{}.{i}", target.run_id);
-    let now = super::db::now_ms();
-    let mut conn = store.conn().await?;
-    sqlx::query(
-        "INSERT INTO users (id, region_id, login, login_key, display_name, profession, role, \
-         password_hash, kind, created_at, updated_at) \
-         VALUES ($1, $2, $3, $3, $4, 'other', 'user', '!app', 'app', $5, $5)",
-    )
-    .bind(user_id.to_string())
-    .bind(&target.region_id)
-    .bind(&login)
-    .bind(format!("bench app {i}"))
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .context("creating an app account")?;
-    sqlx::query(
-        "INSERT INTO api_clients (id, region_id, user_id, client_id, name, scopes, created_by, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'messages:read', $6, $7, $7)",
-    )
-    .bind(&id)
-    .bind(&target.region_id)
-    .bind(user_id.to_string())
-    .bind(format!("cid-{login}"))
-    .bind(format!("bench app {i}"))
-    .bind(admin_id)
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .context("creating an API client")?;
-    Ok((id, user_id))
+/// An API client and its app account, registered as an administrator does it.
+async fn app_account(target: &Target, i: usize) -> anyhow::Result<(ApiClientId, UserId)> {
+    let created = target
+        .admin
+        .create_api_client(&CreateApiClient {
+            name: format!("{} bench app {i}", target.run_id),
+            scopes: vec![Scope::MessagesRead],
+            description: None,
+            jwks: None,
+            requests_per_minute: None,
+        })
+        .await
+        .context("registering an app")?;
+    Ok((created.id, created.user_id))
 }
 
 /// `POSTERS` closed-loop posters, each into its own group, `per` posts each.
@@ -122,12 +100,7 @@ async fn post_round(target: &Target, users: &[User], threads: &[ThreadId], per: 
 }
 
 pub async fn run(target: &Target, users: &[User], sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
-    let path = target.database.as_deref().context(
-        "the webhooks workload creates app accounts in the SQLite database: use --spawn, or give --database",
-    )?;
-    let store = Store::connect(&format!("sqlite://{}", path.display()), 1).await?;
     let per = sizes.webhook_posts / POSTERS;
-    let admin_id = target.admin.me().await?.user.id.to_string();
     let owner = users.first().context("need a user")?;
     let threads: Vec<(tsunagu_client::protocol::ids::GroupId, ThreadId)> = futures_util::stream::iter(0..POSTERS)
         .map(|i| {
@@ -151,7 +124,7 @@ pub async fn run(target: &Target, users: &[User], sizes: &Sizes, report: &mut Re
         .await?;
     let mut apps = Vec::new();
     for i in 0..WEBHOOKS {
-        apps.push(app_account(&store, target, &admin_id, i).await?);
+        apps.push(app_account(target, i).await?);
     }
     for (i, (group, _)) in threads.iter().enumerate() {
         let poster = &users[i % users.len()];
@@ -182,7 +155,7 @@ pub async fn run(target: &Target, users: &[User], sizes: &Sizes, report: &mut Re
         target
             .admin
             .create_webhook(
-                client_id,
+                *client_id,
                 &CreateWebhook {
                     url: url.clone(),
                     events: vec![WebhookEventType::MessageCreated],
@@ -256,7 +229,6 @@ pub async fn run(target: &Target, users: &[User], sizes: &Sizes, report: &mut Re
         started.elapsed(),
     );
     server.abort();
-    store.close().await;
 
     report.figure(
         "webhooks",

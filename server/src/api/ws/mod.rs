@@ -325,7 +325,11 @@ where
         },
         None => None,
     };
-    let member = match session.map(|s| s.member()) {
+    // An app's socket needs `messages:read`; its frames are checked by the domain.
+    let member = match session.map(|s| {
+        s.require(tsunagu_protocol::apps::Scope::MessagesRead)?;
+        s.member()
+    }) {
         Some(Ok(m)) => m,
         Some(Err(e)) => {
             let frame = encode(&domain_error_frame(None, e));

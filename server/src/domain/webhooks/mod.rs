@@ -13,7 +13,7 @@ mod enqueue;
 use std::sync::Arc;
 
 use serde_json::json;
-use tsunagu_protocol::ids::{WebhookDeliveryId, WebhookId};
+use tsunagu_protocol::ids::{ApiClientId, WebhookDeliveryId, WebhookId};
 use tsunagu_protocol::webhooks::{
     CreateWebhook, CreatedWebhook, DeliveryStatus, UpdateWebhook, Webhook, WebhookDelivery,
     WebhookDeliveryList, WebhookEventType, TEST_EVENT_TYPE,
@@ -98,7 +98,7 @@ impl Webhooks {
     pub async fn create(
         &self,
         admin: &RegionAdmin,
-        client_id: Uuid,
+        client_id: ApiClientId,
         req: CreateWebhook,
         meta: &RequestMeta,
     ) -> Result<CreatedWebhook> {
@@ -152,7 +152,7 @@ impl Webhooks {
         })
     }
 
-    pub async fn list(&self, admin: &RegionAdmin, client_id: Uuid) -> Result<Vec<Webhook>> {
+    pub async fn list(&self, admin: &RegionAdmin, client_id: ApiClientId) -> Result<Vec<Webhook>> {
         let mut conn = self.shared.store().conn().await?;
         let client = own_client(&mut conn, admin, client_id).await?;
         store::list_for_client(&mut conn, &client.id)
@@ -165,7 +165,7 @@ impl Webhooks {
     pub async fn get(
         &self,
         admin: &RegionAdmin,
-        client_id: Uuid,
+        client_id: ApiClientId,
         id: WebhookId,
     ) -> Result<Webhook> {
         let mut conn = self.shared.store().conn().await?;
@@ -175,7 +175,7 @@ impl Webhooks {
     pub async fn update(
         &self,
         admin: &RegionAdmin,
-        client_id: Uuid,
+        client_id: ApiClientId,
         id: WebhookId,
         req: UpdateWebhook,
         meta: &RequestMeta,
@@ -217,7 +217,7 @@ impl Webhooks {
     pub async fn delete(
         &self,
         admin: &RegionAdmin,
-        client_id: Uuid,
+        client_id: ApiClientId,
         id: WebhookId,
         meta: &RequestMeta,
     ) -> Result<()> {
@@ -243,7 +243,7 @@ impl Webhooks {
     pub async fn test(
         &self,
         admin: &RegionAdmin,
-        client_id: Uuid,
+        client_id: ApiClientId,
         id: WebhookId,
         meta: &RequestMeta,
     ) -> Result<WebhookDelivery> {
@@ -278,7 +278,7 @@ impl Webhooks {
     pub async fn redeliver(
         &self,
         admin: &RegionAdmin,
-        client_id: Uuid,
+        client_id: ApiClientId,
         id: WebhookId,
         delivery_id: WebhookDeliveryId,
         meta: &RequestMeta,
@@ -341,7 +341,7 @@ impl Webhooks {
     pub async fn deliveries(
         &self,
         admin: &RegionAdmin,
-        client_id: Uuid,
+        client_id: ApiClientId,
         id: WebhookId,
         q: DeliveryQuery,
     ) -> Result<WebhookDeliveryList> {
@@ -420,7 +420,7 @@ pub(super) async fn rewrap_secrets(shared: &Shared, files: &FileServices) -> Res
 }
 
 /// The API client, if it is in the admin's region; otherwise "not found".
-async fn own_client(conn: &mut Conn, admin: &RegionAdmin, client_id: Uuid) -> Result<ClientRow> {
+async fn own_client(conn: &mut Conn, admin: &RegionAdmin, client_id: ApiClientId) -> Result<ClientRow> {
     store::client_in_region(conn, &admin.region_id().to_string(), &client_id.to_string())
         .await?
         .ok_or(DomainError::NotFound("api client"))
@@ -429,7 +429,7 @@ async fn own_client(conn: &mut Conn, admin: &RegionAdmin, client_id: Uuid) -> Re
 async fn own_webhook(
     conn: &mut Conn,
     admin: &RegionAdmin,
-    client_id: Uuid,
+    client_id: ApiClientId,
     id: WebhookId,
 ) -> Result<WebhookRow> {
     store::get_in_region(

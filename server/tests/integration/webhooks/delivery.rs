@@ -9,7 +9,6 @@ use tsunagu_client::Client;
 use tsunagu_protocol::accounts::{CreateUser, Profession, UserRole};
 use tsunagu_protocol::messaging::{AddMember, CreateGroup, GroupKind, PostMessage};
 use tsunagu_protocol::webhooks::{DeliveryStatus, WebhookEventType, TEST_EVENT_TYPE};
-use tsunagu_server::store::Store;
 use tsunagu_testkit::{
     each_backend, person, spawn_app_with, team, test_config, Backend, PgDatabase, ServerProcess,
     TestApp, ADMIN_PASSWORD,
@@ -42,7 +41,7 @@ fn post(body: &str) -> PostMessage {
 async fn each_event_arrives_once_and_signed(backend: Backend) {
     let app = spawn_hooks(backend).await;
     let team = team(&app).await;
-    let ehr = app_account(app.store(), &app.admin, "ehr").await;
+    let ehr = app_account(&app.admin, "ehr").await;
     add_to_group(&team.nurse.client, team.group.id, &ehr).await;
     let receiver = Receiver::start().await;
     let hook = webhook(&app.admin, &ehr, &receiver.url, ALL_EVENTS).await;
@@ -105,7 +104,7 @@ async fn each_event_arrives_once_and_signed(backend: Backend) {
 
     let delivered = app
         .admin
-        .webhook_deliveries(&ehr.client_id, hook.id, Some(DeliveryStatus::Delivered), None, None)
+        .webhook_deliveries(ehr.client_id, hook.id, Some(DeliveryStatus::Delivered), None, None)
         .await
         .unwrap()
         .deliveries;
@@ -120,7 +119,7 @@ async fn each_event_arrives_once_and_signed(backend: Backend) {
 async fn a_receiver_down_for_a_while_gets_everything_later_in_order(backend: Backend) {
     let app = spawn_hooks(backend).await;
     let team = team(&app).await;
-    let ehr = app_account(app.store(), &app.admin, "ehr").await;
+    let ehr = app_account(&app.admin, "ehr").await;
     add_to_group(&team.nurse.client, team.group.id, &ehr).await;
     let receiver = Receiver::start().await;
     receiver.set(Mode::Fail);
@@ -154,13 +153,13 @@ async fn a_receiver_down_for_a_while_gets_everything_later_in_order(backend: Bac
     assert_eq!(got, seqs, "delivered once each, in the order posted");
     let pending = app
         .admin
-        .webhook_deliveries(&ehr.client_id, hook.id, Some(DeliveryStatus::Pending), None, None)
+        .webhook_deliveries(ehr.client_id, hook.id, Some(DeliveryStatus::Pending), None, None)
         .await
         .unwrap();
     assert!(pending.deliveries.is_empty());
     let first = app
         .admin
-        .webhook_deliveries(&ehr.client_id, hook.id, None, None, Some(200))
+        .webhook_deliveries(ehr.client_id, hook.id, None, None, Some(200))
         .await
         .unwrap()
         .deliveries
@@ -178,7 +177,7 @@ async fn dead_deliveries_are_listed_and_can_be_redelivered(backend: Backend) {
     })
     .await;
     let team = team(&app).await;
-    let ehr = app_account(app.store(), &app.admin, "ehr").await;
+    let ehr = app_account(&app.admin, "ehr").await;
     add_to_group(&team.nurse.client, team.group.id, &ehr).await;
     let receiver = Receiver::start().await;
     receiver.set(Mode::Fail);
@@ -201,7 +200,7 @@ async fn dead_deliveries_are_listed_and_can_be_redelivered(backend: Backend) {
     receiver.set(Mode::Ok);
     let again = app
         .admin
-        .redeliver(&ehr.client_id, hook.id, dead.id)
+        .redeliver(ehr.client_id, hook.id, dead.id)
         .await
         .unwrap();
     assert_eq!(again.redelivery_of, Some(dead.id));
@@ -216,7 +215,7 @@ async fn dead_deliveries_are_listed_and_can_be_redelivered(backend: Backend) {
     assert_eq!(delivered[0].id, again.id);
 
     // The test event goes to the same receiver, whatever the subscription.
-    let test = app.admin.test_webhook(&ehr.client_id, hook.id).await.unwrap();
+    let test = app.admin.test_webhook(ehr.client_id, hook.id).await.unwrap();
     assert_eq!(test.event_type, TEST_EVENT_TYPE);
     let events = receiver.wait_accepted(&hook.secret, 2).await;
     assert_eq!(events[1].event_type, TEST_EVENT_TYPE);
@@ -267,8 +266,7 @@ async fn deliveries_survive_kill_9_between_commit_and_delivery(backend: Backend)
         })
         .await
         .unwrap();
-    let store = Store::connect(&config.database_url(), 2).await.unwrap();
-    let ehr = app_account(&store, &admin, "ehr").await;
+    let ehr = app_account(&admin, "ehr").await;
     add_to_group(&nurse, group.id, &ehr).await;
     let receiver = Receiver::start().await;
     receiver.set(Mode::Fail);
@@ -298,14 +296,13 @@ async fn deliveries_survive_kill_9_between_commit_and_delivery(backend: Backend)
     let distinct: BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(distinct.len(), 5);
     drop(server);
-    store.close().await;
 }
 
 async fn a_receiver_that_never_answers_delays_neither_posting_nor_other_webhooks(backend: Backend) {
     let app: TestApp = spawn_hooks(backend).await;
     let team = team(&app).await;
-    let slow_app = app_account(app.store(), &app.admin, "slow").await;
-    let fine_app = app_account(app.store(), &app.admin, "fine").await;
+    let slow_app = app_account(&app.admin, "slow").await;
+    let fine_app = app_account(&app.admin, "fine").await;
     add_to_group(&team.nurse.client, team.group.id, &slow_app).await;
     add_to_group(&team.nurse.client, team.group.id, &fine_app).await;
     let stuck = Receiver::start().await;

@@ -18,14 +18,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tsunagu_client::webhooks::{verify_now, Headers};
 use tsunagu_client::Client;
-use tsunagu_protocol::ids::UserId;
+use tsunagu_protocol::apps::{CreateApiClient, Scope};
+use tsunagu_protocol::ids::{ApiClientId, UserId};
 use tsunagu_protocol::messaging::AddMember;
 use tsunagu_protocol::webhooks::{
     CreateWebhook, CreatedWebhook, DeliveryStatus, WebhookDelivery, WebhookEvent,
     WebhookEventType,
 };
 use tsunagu_server::config::Config;
-use tsunagu_server::store::Store;
 use tsunagu_testkit::{spawn_app_with, Backend, TestApp};
 
 /// Every event type.
@@ -52,56 +52,34 @@ pub async fn spawn_hooks(backend: Backend) -> TestApp {
     spawn_app_with(backend, allow_loopback).await
 }
 
-/// An API client with its app account, as migration 0008 stores them. One place, so
-/// that it can become `POST /api/v1/admin/api-clients` once that route exists.
+/// An API client with its app account, registered as a region administrator does it
+/// (`POST /api/v1/admin/api-clients`).
 pub struct App {
-    /// `api_clients.id`, the `{id}` of the webhook routes.
-    pub client_id: String,
+    /// The `{id}` of the webhook routes.
+    pub client_id: ApiClientId,
     pub user_id: UserId,
+    /// OAuth credentials, for tests that act as the app.
+    pub oauth_client_id: String,
+    pub oauth_secret: String,
 }
 
-pub async fn app_account(store: &Store, admin: &Client, name: &str) -> App {
-    let me = admin.me().await.expect("admin me");
-    let user_id = UserId::new();
-    let client_id = uuid::Uuid::now_v7().to_string();
-    let now = chrono_now_ms();
-    let mut conn = store.conn().await.expect("conn");
-    sqlx::query(
-        "INSERT INTO users (id, region_id, login, login_key, display_name, profession, role, \
-         password_hash, kind, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, 'other', 'user', '!app', 'app', $6, $6)",
-    )
-    .bind(user_id.to_string())
-    .bind(me.user.region_id.to_string())
-    .bind(format!("app.{name}"))
-    .bind(format!("app.{name}"))
-    .bind(format!("{name} (app)"))
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .expect("app account");
-    sqlx::query(
-        "INSERT INTO api_clients (id, region_id, user_id, client_id, name, scopes, created_by, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'messages:read', $6, $7, $7)",
-    )
-    .bind(&client_id)
-    .bind(me.user.region_id.to_string())
-    .bind(user_id.to_string())
-    .bind(format!("cid-{name}"))
-    .bind(name)
-    .bind(me.user.id.to_string())
-    .bind(now)
-    .execute(&mut *conn)
-    .await
-    .expect("api client");
-    App { client_id, user_id }
-}
-
-fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+pub async fn app_account(admin: &Client, name: &str) -> App {
+    let created = admin
+        .create_api_client(&CreateApiClient {
+            name: format!("{name} 連携"),
+            scopes: vec![Scope::MessagesRead, Scope::GroupsRead],
+            description: None,
+            jwks: None,
+            requests_per_minute: None,
+        })
+        .await
+        .expect("register the app");
+    App {
+        client_id: created.id,
+        user_id: created.user_id,
+        oauth_client_id: created.client_id,
+        oauth_secret: created.client_secret,
+    }
 }
 
 /// Adds the app account to a group, as a group owner does for any member.
@@ -122,7 +100,7 @@ pub async fn add_to_group(owner: &Client, group: tsunagu_protocol::ids::GroupId,
 pub async fn webhook(admin: &Client, app: &App, url: &str, events: &[WebhookEventType]) -> CreatedWebhook {
     admin
         .create_webhook(
-            &app.client_id,
+            app.client_id,
             &CreateWebhook {
                 url: url.to_owned(),
                 events: events.to_vec(),
@@ -286,7 +264,7 @@ pub async fn wait_for_status(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let list = admin
-            .webhook_deliveries(&app.client_id, created.id, Some(status), None, None)
+            .webhook_deliveries(app.client_id, created.id, Some(status), None, None)
             .await
             .expect("deliveries")
             .deliveries;

@@ -28,7 +28,7 @@ fn refused(result: Result<impl std::fmt::Debug, Error>) {
 async fn http_and_internal_addresses_are_refused_unless_allowed(backend: Backend) {
     // The defaults: https only, no internal addresses.
     let app = spawn_app_with(backend, quick_retries).await;
-    let ehr = app_account(app.store(), &app.admin, "ehr").await;
+    let ehr = app_account(&app.admin, "ehr").await;
     let create = |url: &str| CreateWebhook {
         url: url.to_owned(),
         events: vec![WebhookEventType::MessageCreated],
@@ -49,19 +49,19 @@ async fn http_and_internal_addresses_are_refused_unless_allowed(backend: Backend
         "https://user:password@ehr.example.jp/hook",
         "ftp://ehr.example.jp/hook",
     ] {
-        refused(app.admin.create_webhook(&ehr.client_id, &create(url)).await);
+        refused(app.admin.create_webhook(ehr.client_id, &create(url)).await);
     }
     // A public https URL is accepted (its name is checked when it is resolved).
     let ok = app
         .admin
-        .create_webhook(&ehr.client_id, &create("https://ehr.example.jp/hook"))
+        .create_webhook(ehr.client_id, &create("https://ehr.example.jp/hook"))
         .await
         .unwrap();
     // Changing it to an internal one is refused the same way, and nothing changes.
     refused(
         app.admin
             .update_webhook(
-                &ehr.client_id,
+                ehr.client_id,
                 ok.id,
                 &UpdateWebhook {
                     url: Some("https://127.0.0.1:8080/".into()),
@@ -70,7 +70,7 @@ async fn http_and_internal_addresses_are_refused_unless_allowed(backend: Backend
             )
             .await,
     );
-    let kept = app.admin.get_webhook(&ehr.client_id, ok.id).await.unwrap();
+    let kept = app.admin.get_webhook(ehr.client_id, ok.id).await.unwrap();
     assert_eq!(kept.url, "https://ehr.example.jp/hook");
 }
 
@@ -81,7 +81,7 @@ async fn an_address_allowed_when_saved_is_checked_again_at_delivery(backend: Bac
     })
     .await;
     let team = tsunagu_testkit::team(&app).await;
-    let ehr = app_account(app.store(), &app.admin, "ehr").await;
+    let ehr = app_account(&app.admin, "ehr").await;
     add_to_group(&team.nurse.client, team.group.id, &ehr).await;
     let receiver = Receiver::start().await;
     let hook = webhook(&app.admin, &ehr, &receiver.url, &[WebhookEventType::MessageCreated]).await;
@@ -116,7 +116,7 @@ async fn redirects_are_not_followed(backend: Backend) {
     })
     .await;
     let team = tsunagu_testkit::team(&app).await;
-    let ehr = app_account(app.store(), &app.admin, "ehr").await;
+    let ehr = app_account(&app.admin, "ehr").await;
     add_to_group(&team.nurse.client, team.group.id, &ehr).await;
     let receiver = Receiver::start().await;
     receiver.set(Mode::Redirect);
