@@ -69,7 +69,10 @@ async fn webhook(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
     match event.event_type.as_str() {
         "message.created" | "message.edited" | "message.deleted" => println!(
             "{} {} thread {} seq {}",
-            event.id, event.event_type, event.data["message"]["thread_id"], event.data["message"]["seq"]
+            event.id,
+            event.event_type,
+            event.data["message"]["thread_id"],
+            event.data["message"]["seq"]
         ),
         "file.uploaded" => println!("{} file.uploaded {}", event.id, event.data["file"]["id"]),
         other => println!("{} {other}", event.id),
@@ -87,7 +90,9 @@ async fn main() -> std::io::Result<()> {
         secret,
         seen: Mutex::default(),
     });
-    let app = Router::new().route("/webhook", post(webhook)).with_state(state);
+    let app = Router::new()
+        .route("/webhook", post(webhook))
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     eprintln!("listening on http://{listen}/webhook");
     axum::serve(listener, app).await

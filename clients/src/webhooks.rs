@@ -69,9 +69,7 @@ impl<'a> Headers<'a> {
 }
 
 fn key(secret: &str) -> Result<Vec<u8>, VerifyError> {
-    let b64 = secret
-        .strip_prefix(WEBHOOK_SECRET_PREFIX)
-        .unwrap_or(secret);
+    let b64 = secret.strip_prefix(WEBHOOK_SECRET_PREFIX).unwrap_or(secret);
     STANDARD.decode(b64).map_err(|_| VerifyError::BadSecret)
 }
 
@@ -172,7 +170,14 @@ mod tests {
     #[test]
     fn a_signed_event_verifies_and_parses() {
         let sig = sign(SECRET, "msg_1", 1_000, BODY).unwrap();
-        let event = verify(SECRET, &headers("1000", &sig), BODY, Duration::from_secs(300), 1_100).unwrap();
+        let event = verify(
+            SECRET,
+            &headers("1000", &sig),
+            BODY,
+            Duration::from_secs(300),
+            1_100,
+        )
+        .unwrap();
         assert_eq!(event.id, "msg_1");
         assert_eq!(event.event_type, "message.created");
     }
@@ -191,7 +196,10 @@ mod tests {
             id: "msg_2",
             ..headers("1000", &sig)
         };
-        assert_eq!(verify(SECRET, &other, BODY, tol, 1_000).unwrap_err(), VerifyError::BadSignature);
+        assert_eq!(
+            verify(SECRET, &other, BODY, tol, 1_000).unwrap_err(),
+            VerifyError::BadSignature
+        );
         let wrong = "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         assert_eq!(
             verify(wrong, &headers("1000", &sig), BODY, tol, 1_000).unwrap_err(),
@@ -221,7 +229,14 @@ mod tests {
     fn any_of_several_signatures_may_match() {
         let sig = sign(SECRET, "msg_1", 1_000, BODY).unwrap();
         let list = format!("v1,AAAA {sig} v2,ignored");
-        assert!(verify(SECRET, &headers("1000", &list), BODY, Duration::from_secs(5), 1_000).is_ok());
+        assert!(verify(
+            SECRET,
+            &headers("1000", &list),
+            BODY,
+            Duration::from_secs(5),
+            1_000
+        )
+        .is_ok());
     }
 }
 
@@ -251,7 +266,8 @@ mod admin {
         }
 
         pub async fn list_webhooks(&self, client_id: ApiClientId) -> Result<WebhookList> {
-            self.authed::<(), _>(Method::GET, &base(client_id), None).await
+            self.authed::<(), _>(Method::GET, &base(client_id), None)
+                .await
         }
 
         pub async fn get_webhook(&self, client_id: ApiClientId, id: WebhookId) -> Result<Webhook> {
@@ -265,8 +281,12 @@ mod admin {
             id: WebhookId,
             req: &UpdateWebhook,
         ) -> Result<Webhook> {
-            self.authed(Method::PATCH, &format!("{}/{id}", base(client_id)), Some(req))
-                .await
+            self.authed(
+                Method::PATCH,
+                &format!("{}/{id}", base(client_id)),
+                Some(req),
+            )
+            .await
         }
 
         pub async fn delete_webhook(&self, client_id: ApiClientId, id: WebhookId) -> Result<()> {
@@ -275,7 +295,11 @@ mod admin {
         }
 
         /// Queues a `webhook.test` event; the answer is its delivery.
-        pub async fn test_webhook(&self, client_id: ApiClientId, id: WebhookId) -> Result<WebhookDelivery> {
+        pub async fn test_webhook(
+            &self,
+            client_id: ApiClientId,
+            id: WebhookId,
+        ) -> Result<WebhookDelivery> {
             self.authed::<(), _>(
                 Method::POST,
                 &format!("{}/{id}/test", base(client_id)),

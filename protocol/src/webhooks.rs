@@ -2,8 +2,8 @@
 //! body every webhook receives. Signed as the Standard Webhooks specification says; the
 //! SDK's verifier checks the headers named here.
 
-use serde::{Deserialize, Serialize};
 use crate::ids::{ApiClientId, WebhookDeliveryId, WebhookId};
+use serde::{Deserialize, Serialize};
 
 wire_enum!(
     /// What a webhook can subscribe to. An app hears of an event only if its app
@@ -50,7 +50,12 @@ pub struct CreateWebhook {
     /// them); no user name or password in it.
     #[cfg_attr(
         feature = "openapi",
-        schema(format = "uri", min_length = 8, max_length = 2048, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$")
+        schema(
+            format = "uri",
+            min_length = 8,
+            max_length = 2048,
+            pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$"
+        )
     )]
     pub url: String,
     /// One or more event types.
@@ -66,7 +71,12 @@ pub struct UpdateWebhook {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         feature = "openapi",
-        schema(format = "uri", min_length = 8, max_length = 2048, pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$")
+        schema(
+            format = "uri",
+            min_length = 8,
+            max_length = 2048,
+            pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s]+$"
+        )
     )]
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

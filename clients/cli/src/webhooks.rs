@@ -117,7 +117,9 @@ fn show_delivery(d: &WebhookDelivery) {
         d.status.as_str(),
         d.event_type,
         d.attempts,
-        d.last_status.map(|s| format!("HTTP {s}  ")).unwrap_or_default(),
+        d.last_status
+            .map(|s| format!("HTTP {s}  "))
+            .unwrap_or_default(),
         d.last_error.as_deref().unwrap_or("")
     );
 }
@@ -142,7 +144,10 @@ pub async fn run(client: &Client, command: &WebhooksCommand, json: bool) -> Resu
                 print_json(&created)?;
             } else {
                 println!("Webhook {} created for {}.", created.id, created.url);
-                println!("Signing secret (shown once, keep it safe): {}", created.secret);
+                println!(
+                    "Signing secret (shown once, keep it safe): {}",
+                    created.secret
+                );
             }
         }
         WebhooksCommand::List { client: id } => {

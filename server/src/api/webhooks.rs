@@ -48,7 +48,11 @@ pub async fn create_webhook(
     AppPath(id): AppPath<ApiClientId>,
     AppJson(req): AppJson<CreateWebhook>,
 ) -> ApiResult<(StatusCode, AppJson<CreatedWebhook>)> {
-    let created = state.domain.webhooks().create(&admin, id, req, &meta).await?;
+    let created = state
+        .domain
+        .webhooks()
+        .create(&admin, id, req, &meta)
+        .await?;
     Ok((StatusCode::CREATED, AppJson(created)))
 }
 

@@ -13,10 +13,10 @@ use tsunagu_protocol::ids::ThreadId;
 use tsunagu_protocol::messaging::MemberRole;
 
 use super::access::Member;
-use super::webhooks;
 use super::convert;
 use super::error::{DomainError, Internal, Result};
 use super::shared::Shared;
+use super::webhooks;
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
 use crate::blob::keys::KeyRing;
 use crate::blob::segment::{FileKey, SEGMENT_SIZE};
@@ -326,7 +326,10 @@ impl Files {
             .await?;
             webhooks::enqueue(
                 &mut tx,
-                vec![webhooks::Event::file_uploaded(&row.region_id, &wire_file(&row)?)],
+                vec![webhooks::Event::file_uploaded(
+                    &row.region_id,
+                    &wire_file(&row)?,
+                )],
             )
             .await?;
             tx.commit().await?;

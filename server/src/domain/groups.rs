@@ -394,7 +394,8 @@ impl Groups {
             &gm.group.region_id,
             &gm.group.id,
             &row,
-        ).await?;
+        )
+        .await?;
         tx.commit().await?;
         self.announce_member_added(&gm.group.region_id, &gm.group.id, &target.id);
         wire_member(&row)
@@ -566,7 +567,8 @@ impl Groups {
             &gm.group.region_id,
             &gm.group.id,
             &target,
-        ).await?;
+        )
+        .await?;
         tx.commit().await?;
         let region = gm.group.region_id.clone();
         // Cut the removed user's live access first; the frames below name them

@@ -3,11 +3,11 @@
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tsunagu_protocol::webhooks::WebhookEventType;
 use tsunagu_protocol::ids::{GroupId, InvitationId, UserId};
 use tsunagu_protocol::messaging::{
     AcceptedInvitation, CreateInvitation, Invitation, JoinRequest, MemberRole,
 };
+use tsunagu_protocol::webhooks::WebhookEventType;
 
 use super::access::Member;
 use super::convert;
@@ -168,8 +168,14 @@ impl Invitations {
         .await?;
         if status == "joined" {
             if let Some(row) = groups::get_member(&mut tx, &group.0, &me.id).await? {
-                member_event(&mut tx, WebhookEventType::MemberAdded, &group.1, &group.0, &row)
-                    .await?;
+                member_event(
+                    &mut tx,
+                    WebhookEventType::MemberAdded,
+                    &group.1,
+                    &group.0,
+                    &row,
+                )
+                .await?;
             }
         }
         tx.commit().await?;

@@ -377,9 +377,18 @@ pub async fn sees_thread(conn: &mut Conn, thread_id: &str, user_id: &str) -> Res
 
 /// How an attempt ended.
 pub enum Outcome<'a> {
-    Delivered { status: i64 },
-    Retry { next_attempt_at: i64, status: Option<i64>, error: &'a str },
-    Dead { status: Option<i64>, error: &'a str },
+    Delivered {
+        status: i64,
+    },
+    Retry {
+        next_attempt_at: i64,
+        status: Option<i64>,
+        error: &'a str,
+    },
+    Dead {
+        status: Option<i64>,
+        error: &'a str,
+    },
 }
 
 /// Records an attempt's outcome and releases the claim.

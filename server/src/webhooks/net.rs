@@ -376,7 +376,14 @@ mod tests {
             allow_http: true,
             allow_private_addresses: true,
         };
-        for ip in ["0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1", "2001:db8::1"] {
+        for ip in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::",
+            "ff02::1",
+            "2001:db8::1",
+        ] {
             assert!(open.check_ip(ip.parse().unwrap()).is_err(), "{ip}");
         }
         for ip in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
@@ -401,7 +408,11 @@ mod tests {
                 allow_private_addresses: true,
             },
         };
-        let found: Vec<SocketAddr> = open.resolve("localhost".parse().unwrap()).await.unwrap().collect();
+        let found: Vec<SocketAddr> = open
+            .resolve("localhost".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
         assert!(found.iter().all(|a| a.ip().is_loopback()) && !found.is_empty());
     }
 
@@ -409,16 +420,34 @@ mod tests {
     fn urls_need_https_no_credentials_and_an_allowed_literal() {
         let r = strict();
         assert!(r.check_url("https://ehr.example.jp/hook?x=1").is_ok());
-        assert_eq!(r.check_url("http://ehr.example.jp/").unwrap_err(), UrlRefused::Scheme);
-        assert_eq!(r.check_url("ftp://ehr.example.jp/").unwrap_err(), UrlRefused::Scheme);
+        assert_eq!(
+            r.check_url("http://ehr.example.jp/").unwrap_err(),
+            UrlRefused::Scheme
+        );
+        assert_eq!(
+            r.check_url("ftp://ehr.example.jp/").unwrap_err(),
+            UrlRefused::Scheme
+        );
         assert_eq!(
             r.check_url("https://u:p@ehr.example.jp/").unwrap_err(),
             UrlRefused::Credentials
         );
-        assert_eq!(r.check_url("https://127.0.0.1/").unwrap_err(), UrlRefused::Address);
-        assert_eq!(r.check_url("https://[::1]:8443/").unwrap_err(), UrlRefused::Address);
-        assert_eq!(r.check_url("https://localhost/").unwrap_err(), UrlRefused::Address);
-        assert_eq!(r.check_url("https://0x7f.1/").unwrap_err(), UrlRefused::Address);
+        assert_eq!(
+            r.check_url("https://127.0.0.1/").unwrap_err(),
+            UrlRefused::Address
+        );
+        assert_eq!(
+            r.check_url("https://[::1]:8443/").unwrap_err(),
+            UrlRefused::Address
+        );
+        assert_eq!(
+            r.check_url("https://localhost/").unwrap_err(),
+            UrlRefused::Address
+        );
+        assert_eq!(
+            r.check_url("https://0x7f.1/").unwrap_err(),
+            UrlRefused::Address
+        );
         assert_eq!(r.check_url("not a url").unwrap_err(), UrlRefused::Malformed);
         let open = OutboundRules {
             allow_http: true,

@@ -42,9 +42,7 @@ mod tests {
     /// The example of the Standard Webhooks specification (and of Svix's libraries).
     #[test]
     fn the_signature_matches_the_specifications_example() {
-        let key = STANDARD
-            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .unwrap();
+        let key = STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = br#"{"test": 2432232314}"#;
         assert_eq!(
             signature(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),

@@ -77,7 +77,13 @@ async fn app_account(target: &Target, i: usize) -> anyhow::Result<(ApiClientId, 
 }
 
 /// `POSTERS` closed-loop posters, each into its own group, `per` posts each.
-async fn post_round(target: &Target, users: &[User], threads: &[ThreadId], per: usize, tag: &str) -> anyhow::Result<(Samples, Duration)> {
+async fn post_round(
+    target: &Target,
+    users: &[User],
+    threads: &[ThreadId],
+    per: usize,
+    tag: &str,
+) -> anyhow::Result<(Samples, Duration)> {
     let started = Instant::now();
     let tasks: Vec<_> = threads
         .iter()
@@ -99,29 +105,35 @@ async fn post_round(target: &Target, users: &[User], threads: &[ThreadId], per: 
     Ok((acks, started.elapsed()))
 }
 
-pub async fn run(target: &Target, users: &[User], sizes: &Sizes, report: &mut Report) -> anyhow::Result<()> {
+pub async fn run(
+    target: &Target,
+    users: &[User],
+    sizes: &Sizes,
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let per = sizes.webhook_posts / POSTERS;
     let owner = users.first().context("need a user")?;
-    let threads: Vec<(tsunagu_client::protocol::ids::GroupId, ThreadId)> = futures_util::stream::iter(0..POSTERS)
-        .map(|i| {
-            let user = &users[i % users.len()];
-            let name = format!("{} webhooks {i}", target.run_id);
-            async move {
-                let g = user
-                    .client
-                    .create_group(&CreateGroup {
-                        kind: GroupKind::Free,
-                        name,
-                        description: None,
-                        patient: None,
-                    })
-                    .await?;
-                Ok::<_, anyhow::Error>((g.id, g.main_thread_id))
-            }
-        })
-        .buffered(4)
-        .try_collect()
-        .await?;
+    let threads: Vec<(tsunagu_client::protocol::ids::GroupId, ThreadId)> =
+        futures_util::stream::iter(0..POSTERS)
+            .map(|i| {
+                let user = &users[i % users.len()];
+                let name = format!("{} webhooks {i}", target.run_id);
+                async move {
+                    let g = user
+                        .client
+                        .create_group(&CreateGroup {
+                            kind: GroupKind::Free,
+                            name,
+                            description: None,
+                            patient: None,
+                        })
+                        .await?;
+                    Ok::<_, anyhow::Error>((g.id, g.main_thread_id))
+                }
+            })
+            .buffered(4)
+            .try_collect()
+            .await?;
     let mut apps = Vec::new();
     for i in 0..WEBHOOKS {
         apps.push(app_account(target, i).await?);
@@ -183,7 +195,10 @@ pub async fn run(target: &Target, users: &[User], sizes: &Sizes, report: &mut Re
     }
     let last = counter.last_micros.load(Ordering::Relaxed);
     let delivered = counter.received.load(Ordering::Relaxed);
-    let deliver_rate = rate(delivered as f64, Duration::from_micros(last.saturating_sub(first)));
+    let deliver_rate = rate(
+        delivered as f64,
+        Duration::from_micros(last.saturating_sub(first)),
+    );
 
     // 3. Baseline: the same number of signed POSTs straight to the receiver, one in
     // flight per webhook.

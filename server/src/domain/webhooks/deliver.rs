@@ -94,7 +94,8 @@ async fn run(
                             break;
                         };
                         let now = now_ms();
-                        let lease = now + (settings.attempt_timeout + LEASE_MARGIN).as_millis() as i64;
+                        let lease =
+                            now + (settings.attempt_timeout + LEASE_MARGIN).as_millis() as i64;
                         let claimed = match store.conn().await {
                             Ok(mut conn) => store::claim(&mut conn, &id, now, lease).await,
                             Err(e) => Err(e),

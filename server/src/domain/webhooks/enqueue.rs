@@ -68,7 +68,12 @@ impl Event {
 
     /// `member.added` or `member.removed`, with the member as `GET
     /// /groups/{id}/members` lists them.
-    pub fn member(kind: WebhookEventType, region_id: &str, group_id: &str, member: &Member) -> Event {
+    pub fn member(
+        kind: WebhookEventType,
+        region_id: &str,
+        group_id: &str,
+        member: &Member,
+    ) -> Event {
         Event {
             kind,
             region_id: region_id.to_owned(),

@@ -132,9 +132,13 @@ impl Webhooks {
         audit::append(
             &mut tx,
             meta,
-            AuditEvent::new(Action::WebhookCreated, Outcome::Success, &admin.session().actor())
-                .target("webhook", id.clone())
-                .detail(json!({ "api_client_id": client.id, "events": row.events })),
+            AuditEvent::new(
+                Action::WebhookCreated,
+                Outcome::Success,
+                &admin.session().actor(),
+            )
+            .target("webhook", id.clone())
+            .detail(json!({ "api_client_id": client.id, "events": row.events })),
         )
         .await?;
         store::insert(&mut tx, &row).await?;
@@ -201,9 +205,13 @@ impl Webhooks {
         audit::append(
             &mut tx,
             meta,
-            AuditEvent::new(Action::WebhookUpdated, Outcome::Success, &admin.session().actor())
-                .target("webhook", row.id.clone())
-                .detail(json!({ "fields": changed, "active": row.active == 1 })),
+            AuditEvent::new(
+                Action::WebhookUpdated,
+                Outcome::Success,
+                &admin.session().actor(),
+            )
+            .target("webhook", row.id.clone())
+            .detail(json!({ "fields": changed, "active": row.active == 1 })),
         )
         .await?;
         if !store::update(&mut tx, &row).await? {
@@ -226,9 +234,13 @@ impl Webhooks {
         audit::append(
             &mut tx,
             meta,
-            AuditEvent::new(Action::WebhookDeleted, Outcome::Success, &admin.session().actor())
-                .target("webhook", row.id.clone())
-                .detail(json!({ "api_client_id": row.api_client_id })),
+            AuditEvent::new(
+                Action::WebhookDeleted,
+                Outcome::Success,
+                &admin.session().actor(),
+            )
+            .target("webhook", row.id.clone())
+            .detail(json!({ "api_client_id": row.api_client_id })),
         )
         .await?;
         if !store::delete(&mut tx, &row.id).await? {
@@ -366,7 +378,11 @@ impl Webhooks {
         .await?;
         let more = rows.len() as i64 > limit;
         rows.truncate(limit as usize);
-        let next_before_seq = if more { rows.last().map(|r| r.seq) } else { None };
+        let next_before_seq = if more {
+            rows.last().map(|r| r.seq)
+        } else {
+            None
+        };
         Ok(WebhookDeliveryList {
             deliveries: rows.iter().map(wire_delivery).collect::<Result<_>>()?,
             next_before_seq,
@@ -401,9 +417,15 @@ pub(super) async fn rewrap_secrets(shared: &Shared, files: &FileServices) -> Res
         .await?;
         let mut changed = 0u64;
         for (id, old, wrapped) in &batch {
-            let key = files.keys.unwrap(old, &secret_aad(id), wrapped).map_err(|e| {
-                DomainError::Internal(super::error::Internal::caused_by(format!("webhook {id}"), e))
-            })?;
+            let key = files
+                .keys
+                .unwrap(old, &secret_aad(id), wrapped)
+                .map_err(|e| {
+                    DomainError::Internal(super::error::Internal::caused_by(
+                        format!("webhook {id}"),
+                        e,
+                    ))
+                })?;
             let (kek, rewrapped) = files.keys.wrap(&secret_aad(id), &key);
             if store::rewrap_secret(&mut tx, id, old, &kek, &rewrapped).await? {
                 changed += 1;
@@ -420,7 +442,11 @@ pub(super) async fn rewrap_secrets(shared: &Shared, files: &FileServices) -> Res
 }
 
 /// The API client, if it is in the admin's region; otherwise "not found".
-async fn own_client(conn: &mut Conn, admin: &RegionAdmin, client_id: ApiClientId) -> Result<ClientRow> {
+async fn own_client(
+    conn: &mut Conn,
+    admin: &RegionAdmin,
+    client_id: ApiClientId,
+) -> Result<ClientRow> {
     store::client_in_region(conn, &admin.region_id().to_string(), &client_id.to_string())
         .await?
         .ok_or(DomainError::NotFound("api client"))

@@ -47,11 +47,22 @@ async fn each_event_arrives_once_and_signed(backend: Backend) {
     let hook = webhook(&app.admin, &ehr, &receiver.url, ALL_EVENTS).await;
 
     let nurse = &team.nurse.client;
-    let posted = nurse.post_message(team.main(), &post("本日訪問しました")).await.unwrap();
-    nurse.edit_message(team.main(), posted.id, "本日訪問しました（追記）").await.unwrap();
+    let posted = nurse
+        .post_message(team.main(), &post("本日訪問しました"))
+        .await
+        .unwrap();
+    nurse
+        .edit_message(team.main(), posted.id, "本日訪問しました（追記）")
+        .await
+        .unwrap();
     nurse.delete_message(team.main(), posted.id).await.unwrap();
     let file = nurse
-        .upload_reader(team.main(), "報告書.pdf", std::io::Cursor::new(b"%PDF-1.4 report".to_vec()), None)
+        .upload_reader(
+            team.main(),
+            "報告書.pdf",
+            std::io::Cursor::new(b"%PDF-1.4 report".to_vec()),
+            None,
+        )
         .await
         .unwrap();
     let pharmacist = person(&app, "ph.ito", "伊藤 薬剤師", Profession::Pharmacist).await;
@@ -66,7 +77,10 @@ async fn each_event_arrives_once_and_signed(backend: Backend) {
         )
         .await
         .unwrap();
-    nurse.remove_member(team.group.id, pharmacist.id()).await.unwrap();
+    nurse
+        .remove_member(team.group.id, pharmacist.id())
+        .await
+        .unwrap();
     nurse.archive_group(team.group.id).await.unwrap();
 
     let events = receiver.wait_accepted(&hook.secret, 7).await;
@@ -90,21 +104,39 @@ async fn each_event_arrives_once_and_signed(backend: Backend) {
     assert!(events.iter().all(|e| e.region_id == region));
     assert_eq!(events[0].data["message"]["id"], posted.id.to_string());
     assert_eq!(events[0].data["message"]["body"], "本日訪問しました");
-    assert_eq!(events[1].data["message"]["body"], "本日訪問しました（追記）");
+    assert_eq!(
+        events[1].data["message"]["body"],
+        "本日訪問しました（追記）"
+    );
     assert_eq!(events[2].data["message"]["deleted"], true);
     assert_eq!(events[2].data["message"]["body"], "");
     assert_eq!(events[3].data["file"]["id"], file.id);
     assert_eq!(events[3].data["file"]["name"], "報告書.pdf");
-    assert_eq!(events[4].data["member"]["user_id"], pharmacist.id().to_string());
-    assert_eq!(events[5].data["member"]["user_id"], pharmacist.id().to_string());
+    assert_eq!(
+        events[4].data["member"]["user_id"],
+        pharmacist.id().to_string()
+    );
+    assert_eq!(
+        events[5].data["member"]["user_id"],
+        pharmacist.id().to_string()
+    );
     assert_eq!(events[6].data["group_id"], team.group.id.to_string());
-    assert!(events[6].data.get("patient").is_none(), "no patient profile is pushed");
+    assert!(
+        events[6].data.get("patient").is_none(),
+        "no patient profile is pushed"
+    );
     // Once per attempt: nothing was retried, so nothing arrived twice.
     assert_eq!(receiver.hits().len(), 7);
 
     let delivered = app
         .admin
-        .webhook_deliveries(ehr.client_id, hook.id, Some(DeliveryStatus::Delivered), None, None)
+        .webhook_deliveries(
+            ehr.client_id,
+            hook.id,
+            Some(DeliveryStatus::Delivered),
+            None,
+            None,
+        )
         .await
         .unwrap()
         .deliveries;
@@ -113,7 +145,10 @@ async fn each_event_arrives_once_and_signed(backend: Backend) {
         && d.last_status == Some(204)
         && d.latency_ms.is_some()
         && d.delivered_at.is_some()));
-    assert!(delivered.windows(2).all(|w| w[0].seq > w[1].seq), "newest first");
+    assert!(
+        delivered.windows(2).all(|w| w[0].seq > w[1].seq),
+        "newest first"
+    );
 }
 
 async fn a_receiver_down_for_a_while_gets_everything_later_in_order(backend: Backend) {
@@ -123,7 +158,13 @@ async fn a_receiver_down_for_a_while_gets_everything_later_in_order(backend: Bac
     add_to_group(&team.nurse.client, team.group.id, &ehr).await;
     let receiver = Receiver::start().await;
     receiver.set(Mode::Fail);
-    let hook = webhook(&app.admin, &ehr, &receiver.url, &[WebhookEventType::MessageCreated]).await;
+    let hook = webhook(
+        &app.admin,
+        &ehr,
+        &receiver.url,
+        &[WebhookEventType::MessageCreated],
+    )
+    .await;
 
     let mut seqs = Vec::new();
     for i in 0..20 {
@@ -153,7 +194,13 @@ async fn a_receiver_down_for_a_while_gets_everything_later_in_order(backend: Bac
     assert_eq!(got, seqs, "delivered once each, in the order posted");
     let pending = app
         .admin
-        .webhook_deliveries(ehr.client_id, hook.id, Some(DeliveryStatus::Pending), None, None)
+        .webhook_deliveries(
+            ehr.client_id,
+            hook.id,
+            Some(DeliveryStatus::Pending),
+            None,
+            None,
+        )
         .await
         .unwrap();
     assert!(pending.deliveries.is_empty());
@@ -181,7 +228,13 @@ async fn dead_deliveries_are_listed_and_can_be_redelivered(backend: Backend) {
     add_to_group(&team.nurse.client, team.group.id, &ehr).await;
     let receiver = Receiver::start().await;
     receiver.set(Mode::Fail);
-    let hook = webhook(&app.admin, &ehr, &receiver.url, &[WebhookEventType::MessageCreated]).await;
+    let hook = webhook(
+        &app.admin,
+        &ehr,
+        &receiver.url,
+        &[WebhookEventType::MessageCreated],
+    )
+    .await;
     let posted = team
         .nurse
         .client
@@ -193,7 +246,10 @@ async fn dead_deliveries_are_listed_and_can_be_redelivered(backend: Backend) {
     let dead = &dead[0];
     assert_eq!(dead.event_type, "message.created");
     assert_eq!(dead.last_status, Some(503));
-    assert!(dead.last_error.as_deref().unwrap().contains("503"), "{dead:?}");
+    assert!(
+        dead.last_error.as_deref().unwrap().contains("503"),
+        "{dead:?}"
+    );
     assert!(dead.attempts >= 1);
     let before = receiver.hits().len();
 
@@ -204,7 +260,10 @@ async fn dead_deliveries_are_listed_and_can_be_redelivered(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(again.redelivery_of, Some(dead.id));
-    assert_eq!(again.event_id, dead.event_id, "the same webhook-id: receivers deduplicate");
+    assert_eq!(
+        again.event_id, dead.event_id,
+        "the same webhook-id: receivers deduplicate"
+    );
     let events = receiver.wait_accepted(&hook.secret, 1).await;
     assert_eq!(events[0].id, dead.event_id);
     assert_eq!(events[0].data["message"]["id"], posted.id.to_string());
@@ -215,7 +274,11 @@ async fn dead_deliveries_are_listed_and_can_be_redelivered(backend: Backend) {
     assert_eq!(delivered[0].id, again.id);
 
     // The test event goes to the same receiver, whatever the subscription.
-    let test = app.admin.test_webhook(ehr.client_id, hook.id).await.unwrap();
+    let test = app
+        .admin
+        .test_webhook(ehr.client_id, hook.id)
+        .await
+        .unwrap();
     assert_eq!(test.event_type, TEST_EVENT_TYPE);
     let events = receiver.wait_accepted(&hook.secret, 2).await;
     assert_eq!(events[1].event_type, TEST_EVENT_TYPE);
@@ -256,7 +319,10 @@ async fn deliveries_survive_kill_9_between_commit_and_delivery(backend: Backend)
         .await
         .unwrap();
     let nurse = Client::new(&server.base).unwrap();
-    nurse.login("kill.nurse", "a long enough password", None).await.unwrap();
+    nurse
+        .login("kill.nurse", "a long enough password", None)
+        .await
+        .unwrap();
     let group = nurse
         .create_group(&CreateGroup {
             kind: GroupKind::Free,
@@ -270,7 +336,13 @@ async fn deliveries_survive_kill_9_between_commit_and_delivery(backend: Backend)
     add_to_group(&nurse, group.id, &ehr).await;
     let receiver = Receiver::start().await;
     receiver.set(Mode::Fail);
-    let hook = webhook(&admin, &ehr, &receiver.url, &[WebhookEventType::MessageCreated]).await;
+    let hook = webhook(
+        &admin,
+        &ehr,
+        &receiver.url,
+        &[WebhookEventType::MessageCreated],
+    )
+    .await;
 
     let mut posted = BTreeSet::new();
     for i in 0..5 {
@@ -291,7 +363,10 @@ async fn deliveries_survive_kill_9_between_commit_and_delivery(backend: Backend)
         .iter()
         .map(|e| e.data["message"]["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(got, posted, "every committed event delivered after the restart");
+    assert_eq!(
+        got, posted,
+        "every committed event delivered after the restart"
+    );
     // At least once: a retry may repeat one, and the receiver deduplicates by id.
     let distinct: BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(distinct.len(), 5);
@@ -308,8 +383,20 @@ async fn a_receiver_that_never_answers_delays_neither_posting_nor_other_webhooks
     let stuck = Receiver::start().await;
     stuck.set(Mode::Hang);
     let fine = Receiver::start().await;
-    webhook(&app.admin, &slow_app, &stuck.url, &[WebhookEventType::MessageCreated]).await;
-    let fine_hook = webhook(&app.admin, &fine_app, &fine.url, &[WebhookEventType::MessageCreated]).await;
+    webhook(
+        &app.admin,
+        &slow_app,
+        &stuck.url,
+        &[WebhookEventType::MessageCreated],
+    )
+    .await;
+    let fine_hook = webhook(
+        &app.admin,
+        &fine_app,
+        &fine.url,
+        &[WebhookEventType::MessageCreated],
+    )
+    .await;
 
     let mut latencies = Vec::new();
     for i in 0..30 {
@@ -329,7 +416,14 @@ async fn a_receiver_that_never_answers_delays_neither_posting_nor_other_webhooks
         latencies[latencies.len() - 1]
     );
     let events = fine.wait_accepted(&fine_hook.secret, 30).await;
-    assert_eq!(events.len(), 30, "the other webhook got everything meanwhile");
-    assert!(stuck.hits().is_empty(), "the stuck receiver never completed a request");
+    assert_eq!(
+        events.len(),
+        30,
+        "the other webhook got everything meanwhile"
+    );
+    assert!(
+        stuck.hits().is_empty(),
+        "the stuck receiver never completed a request"
+    );
     let _ = Duration::ZERO;
 }

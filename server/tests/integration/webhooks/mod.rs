@@ -22,8 +22,7 @@ use tsunagu_protocol::apps::{CreateApiClient, Scope};
 use tsunagu_protocol::ids::{ApiClientId, UserId};
 use tsunagu_protocol::messaging::AddMember;
 use tsunagu_protocol::webhooks::{
-    CreateWebhook, CreatedWebhook, DeliveryStatus, WebhookDelivery, WebhookEvent,
-    WebhookEventType,
+    CreateWebhook, CreatedWebhook, DeliveryStatus, WebhookDelivery, WebhookEvent, WebhookEventType,
 };
 use tsunagu_server::config::Config;
 use tsunagu_testkit::{spawn_app_with, Backend, TestApp};
@@ -97,7 +96,12 @@ pub async fn add_to_group(owner: &Client, group: tsunagu_protocol::ids::GroupId,
         .expect("add the app to the group");
 }
 
-pub async fn webhook(admin: &Client, app: &App, url: &str, events: &[WebhookEventType]) -> CreatedWebhook {
+pub async fn webhook(
+    admin: &Client,
+    app: &App,
+    url: &str,
+    events: &[WebhookEventType],
+) -> CreatedWebhook {
     admin
         .create_webhook(
             app.client_id,
@@ -269,7 +273,11 @@ pub async fn wait_for_status(
             .expect("deliveries")
             .deliveries;
         if list.len() >= n || Instant::now() > deadline {
-            assert!(list.len() >= n, "{} of {n} deliveries are {status}", list.len());
+            assert!(
+                list.len() >= n,
+                "{} of {n} deliveries are {status}",
+                list.len()
+            );
             return list;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -7,7 +7,10 @@ use tsunagu_protocol::webhooks::{CreateWebhook, DeliveryStatus, UpdateWebhook, W
 use tsunagu_protocol::ErrorCode;
 use tsunagu_testkit::{each_backend, spawn_app_with, Backend};
 
-use super::{allow_loopback, app_account, add_to_group, quick_retries, wait_for_status, webhook, Mode, Receiver};
+use super::{
+    add_to_group, allow_loopback, app_account, quick_retries, wait_for_status, webhook, Mode,
+    Receiver,
+};
 
 each_backend!(
     http_and_internal_addresses_are_refused_unless_allowed,
@@ -84,7 +87,13 @@ async fn an_address_allowed_when_saved_is_checked_again_at_delivery(backend: Bac
     let ehr = app_account(&app.admin, "ehr").await;
     add_to_group(&team.nurse.client, team.group.id, &ehr).await;
     let receiver = Receiver::start().await;
-    let hook = webhook(&app.admin, &ehr, &receiver.url, &[WebhookEventType::MessageCreated]).await;
+    let hook = webhook(
+        &app.admin,
+        &ehr,
+        &receiver.url,
+        &[WebhookEventType::MessageCreated],
+    )
+    .await;
     // The operator turns internal addresses off: the saved loopback URL is refused at
     // its next attempt, and nothing reaches the receiver.
     let mut app = app;
@@ -120,7 +129,13 @@ async fn redirects_are_not_followed(backend: Backend) {
     add_to_group(&team.nurse.client, team.group.id, &ehr).await;
     let receiver = Receiver::start().await;
     receiver.set(Mode::Redirect);
-    let hook = webhook(&app.admin, &ehr, &receiver.url, &[WebhookEventType::MessageCreated]).await;
+    let hook = webhook(
+        &app.admin,
+        &ehr,
+        &receiver.url,
+        &[WebhookEventType::MessageCreated],
+    )
+    .await;
     team.nurse
         .client
         .post_message(
@@ -137,8 +152,15 @@ async fn redirects_are_not_followed(backend: Backend) {
         .unwrap();
     let dead = wait_for_status(&app.admin, &ehr, &hook, DeliveryStatus::Dead, 1).await;
     assert_eq!(dead[0].last_status, Some(307));
-    assert!(dead[0].last_error.as_deref().unwrap().starts_with("redirect_not_followed"));
+    assert!(dead[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .starts_with("redirect_not_followed"));
     let hits = receiver.hits();
     assert!(!hits.is_empty());
-    assert!(hits.iter().all(|h| h.path == "/hook"), "the redirect target was never called");
+    assert!(
+        hits.iter().all(|h| h.path == "/hook"),
+        "the redirect target was never called"
+    );
 }
