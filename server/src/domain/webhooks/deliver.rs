@@ -145,7 +145,7 @@ async fn purge(store: &Store, settings: &WorkerSettings) {
             Err(e) => Err(e),
         };
         match removed {
-            Ok(n) if n == 1000 => continue,
+            Ok(1000) => continue,
             Ok(_) => return,
             Err(e) => {
                 tracing::warn!(error = %e, "webhooks: purging finished deliveries failed");
