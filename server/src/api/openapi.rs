@@ -216,8 +216,19 @@ const MESSAGE: &[(&str, &str)] = &[
 ];
 const THREAD_OF: &[(&str, &str)] = &[("id", "$response.body#/thread_id")];
 const GROUP_OF: &[(&str, &str)] = &[("id", "$response.body#/group_id")];
+const WEBHOOK: &[(&str, &str)] = &[
+    ("id", "$response.body#/api_client_id"),
+    ("wid", "$response.body#/id"),
+];
 
 const LINKS: &[LinkRow] = &[
+    ("create_api_client", "201", "CreateWebhook", "create_webhook", ID, None),
+    ("create_api_client", "201", "ListWebhooks", "list_webhooks", ID, None),
+    ("create_webhook", "201", "GetWebhook", "get_webhook", WEBHOOK, None),
+    ("create_webhook", "201", "UpdateWebhook", "update_webhook", WEBHOOK, None),
+    ("create_webhook", "201", "TestWebhook", "test_webhook", WEBHOOK, None),
+    ("create_webhook", "201", "ListDeliveries", "list_deliveries", WEBHOOK, None),
+    ("create_webhook", "201", "DeleteWebhook", "delete_webhook", WEBHOOK, None),
     (
         "create_organization",
         "201",
