@@ -36,6 +36,7 @@ pub use tsunagu_protocol as protocol;
 
 pub mod apps;
 pub mod live;
+pub mod webhooks;
 
 pub use apps::AppCredentials;
 

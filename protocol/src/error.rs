@@ -57,6 +57,10 @@ pub enum ErrorCode {
     /// Stored data failed its integrity check: it was corrupted or tampered with. The
     /// event is audited; no unauthenticated byte is ever served.
     IntegrityError,
+    /// A webhook URL the server will not call: not `https` (unless the operator allows
+    /// `http`), credentials in it, or a loopback/private/link-local address (unless
+    /// allowed). See docs/integrations.md.
+    WebhookUrlNotAllowed,
     /// Something failed on the server; the cause is logged under the request id.
     Internal,
 }
@@ -89,6 +93,7 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::RangeNotSatisfiable => "range_not_satisfiable",
             ErrorCode::IntegrityError => "integrity_error",
+            ErrorCode::WebhookUrlNotAllowed => "webhook_url_not_allowed",
             ErrorCode::Internal => "internal",
         }
     }

@@ -81,3 +81,11 @@ id_type!(
     /// A sign-in session: the family of refresh tokens and the access tokens naming it.
     SessionId
 );
+id_type!(
+    /// A webhook of an API client.
+    WebhookId
+);
+id_type!(
+    /// One event queued for one webhook (its outbox row).
+    WebhookDeliveryId
+);

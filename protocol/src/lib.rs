@@ -52,6 +52,7 @@ pub mod error;
 pub mod files;
 pub mod ids;
 pub mod messaging;
+pub mod webhooks;
 pub mod ws;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

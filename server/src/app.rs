@@ -70,6 +70,7 @@ pub async fn open(config: &Config) -> anyhow::Result<(Domain, Store)> {
             max_message_chars: config.messages.max_body_chars,
             posts_per_minute: config.limits.posts_per_minute,
             posts_burst: config.limits.posts_burst,
+            webhook_rules: webhook_rules(&config.webhooks),
             apps: crate::domain::apps::AppSettings {
                 token_ttl_secs: config.apps.token_ttl_secs,
                 token_url: config.apps.token_url.clone(),
@@ -218,6 +219,40 @@ pub fn checkpoint_settings(config: &Config) -> CheckpointSettings {
     }
 }
 
+/// What the operator allows webhooks to call.
+fn webhook_rules(config: &crate::config::WebhooksConfig) -> crate::webhooks::OutboundRules {
+    crate::webhooks::OutboundRules {
+        allow_http: config.allow_http,
+        allow_private_addresses: config.allow_private_addresses,
+    }
+}
+
+/// The webhook delivery worker's client and settings, from configuration.
+fn webhook_worker(
+    config: &crate::config::WebhooksConfig,
+) -> anyhow::Result<(
+    crate::webhooks::Outbound,
+    crate::domain::webhooks::deliver::WorkerSettings,
+)> {
+    let timeout = Duration::from_secs(config.timeout_secs);
+    let outbound = crate::webhooks::Outbound::new(
+        webhook_rules(config),
+        Duration::from_secs(config.connect_timeout_secs),
+        timeout,
+    )
+    .context("building the webhook HTTP client")?;
+    let settings = crate::domain::webhooks::deliver::WorkerSettings {
+        concurrency: config.concurrency,
+        poll_interval: Duration::from_millis(config.poll_interval_ms),
+        attempt_timeout: timeout,
+        max_age: Duration::from_secs(config.max_age_secs),
+        backoff_base: Duration::from_millis(config.backoff_base_ms),
+        backoff_max: Duration::from_secs(config.backoff_max_secs),
+        retention: Duration::from_secs(config.retention_days.saturating_mul(24 * 3600)),
+    };
+    Ok((outbound, settings))
+}
+
 /// A built server: bound, migrated, bootstrapped, not yet serving.
 pub struct Application {
     listener: tokio::net::TcpListener,
@@ -233,6 +268,10 @@ pub struct Application {
     audit_signer: Arc<CheckpointSigner>,
     audit_key_file: std::path::PathBuf,
     checkpoint_settings: CheckpointSettings,
+    webhook_worker: (
+        crate::webhooks::Outbound,
+        crate::domain::webhooks::deliver::WorkerSettings,
+    ),
 }
 
 impl Application {
@@ -292,6 +331,7 @@ impl Application {
             audit_signer,
             audit_key_file: config.audit_signing_key_file(),
             checkpoint_settings: checkpoint_settings(config),
+            webhook_worker: webhook_worker(&config.webhooks)?,
         })
     }
 
@@ -331,6 +371,7 @@ impl Application {
             audit_signer,
             audit_key_file,
             checkpoint_settings,
+            webhook_worker: (outbound, worker_settings),
         } = self;
         let stop_rx = stop_tx.subscribe();
         let flag = shutting_down.clone();
@@ -389,6 +430,7 @@ impl Application {
             checkpoint_settings,
             Some(audit_key_file),
         );
+        let webhook_worker = domain.spawn_webhook_worker(outbound, worker_settings);
         let service = router.into_make_service_with_connect_info::<SocketAddr>();
         let mut hard_stop_rx = stop_rx.clone();
         let hard_stop = async move {
@@ -439,6 +481,7 @@ impl Application {
         pruner.abort();
         key_reloader.abort();
         checkpointer.abort();
+        webhook_worker.abort();
         revocations.abort();
         domain.close().await;
         tracing::info!("stopped");

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 const TOP_LEVEL_KEYS: &[&str] = &["listen", "data_dir", "database_url"];
 const SECTIONS: &[&str] = &[
     "http", "tls", "auth", "log", "database", "ws", "messages", "files", "audit", "bus", "limits",
+    "apps", "webhooks",
 ];
 /// Variables read directly rather than through the layered configuration.
 const DIRECT_VARS: &[&str] = &[
@@ -50,6 +51,7 @@ pub struct Config {
     pub audit: AuditConfig,
     pub bus: BusConfig,
     pub limits: LimitsConfig,
+    pub webhooks: WebhooksConfig,
     pub apps: AppsConfig,
     #[serde(skip)]
     pub bootstrap: BootstrapConfig,
@@ -366,6 +368,49 @@ impl Default for AuditConfig {
     }
 }
 
+/// Outbound webhook calls and their delivery (docs/operations.md, docs/integrations.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Allow `http://` webhook URLs (tests, a receiver on the same host).
+    pub allow_http: bool,
+    /// Allow loopback, private, link-local, unique-local, CGNAT and metadata addresses.
+    /// Off, a webhook can only reach the internet, never the operator's own network.
+    pub allow_private_addresses: bool,
+    /// Time to connect to a receiver.
+    pub connect_timeout_secs: u64,
+    /// Longest attempt, connecting and answering included.
+    pub timeout_secs: u64,
+    /// A delivery still failing this long after it was queued is dead.
+    pub max_age_secs: u64,
+    /// Attempts in flight at once on this node, across all webhooks.
+    pub concurrency: usize,
+    /// First retry delay in milliseconds; doubled per attempt up to `backoff_max_secs`.
+    pub backoff_base_ms: u64,
+    pub backoff_max_secs: u64,
+    /// How often the outbox is looked at for due deliveries, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Delivered and dead deliveries are kept this many days, then removed.
+    pub retention_days: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allow_http: false,
+            allow_private_addresses: false,
+            connect_timeout_secs: 5,
+            timeout_secs: 15,
+            max_age_secs: 24 * 3600,
+            concurrency: 16,
+            backoff_base_ms: 5_000,
+            backoff_max_secs: 3600,
+            poll_interval_ms: 500,
+            retention_days: 7,
+        }
+    }
+}
+
 /// First-start settings. Read from the environment only, never from the TOML file, so a
 /// password does not end up in a configuration file that is copied around.
 #[derive(Debug, Clone, Default)]
@@ -390,6 +435,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             bus: BusConfig::default(),
             limits: LimitsConfig::default(),
+            webhooks: WebhooksConfig::default(),
             apps: AppsConfig::default(),
             bootstrap: BootstrapConfig::default(),
         }
@@ -585,6 +631,22 @@ impl Config {
                     .into(),
             ));
         }
+        let w = &self.webhooks;
+        if w.connect_timeout_secs == 0
+            || w.timeout_secs == 0
+            || w.timeout_secs > 3600
+            || w.concurrency == 0
+            || w.backoff_base_ms == 0
+            || w.backoff_max_secs == 0
+            || w.poll_interval_ms == 0
+            || w.retention_days == 0
+            || w.max_age_secs > 90 * 24 * 3600
+            || w.retention_days > 3650
+        {
+            return Err(ConfigError::Invalid(
+                "webhooks: timeouts, concurrency, backoff, poll interval and retention must be at least 1 (timeout_secs at most 3600, max_age_secs at most 90 days)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -733,6 +795,25 @@ mod tests {
         let path = dir.path().join("t.toml");
         std::fs::write(&path, "[audit]\ncheckpoint_every = 0\n").unwrap();
         assert!(Config::load_from(Some(&path)).is_err());
+    }
+
+    #[test]
+    fn the_webhooks_section_maps_from_the_environment_and_is_validated() {
+        assert_eq!(
+            env_key("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES").as_deref(),
+            Some("webhooks.allow_private_addresses")
+        );
+        let config = Config::default();
+        assert!(!config.webhooks.allow_http && !config.webhooks.allow_private_addresses);
+        assert_eq!(config.webhooks.max_age_secs, 24 * 3600);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "[webhooks]\nconcurrency = 0\n").unwrap();
+        assert!(Config::load_from(Some(&path)).is_err());
+        std::fs::write(&path, "[webhooks]\nallow_http = true\ntimeout_secs = 3\n").unwrap();
+        let loaded = Config::load_from(Some(&path)).unwrap();
+        assert!(loaded.webhooks.allow_http);
+        assert_eq!(loaded.webhooks.timeout_secs, 3);
     }
 
     #[test]

@@ -13,6 +13,10 @@ pub enum AdminCommand {
     /// Third-party apps: register, list, change, disable, rotate secrets.
     #[command(subcommand, name = "api-clients")]
     ApiClients(ApiClientsCommand),
+    /// Webhooks of an API client: create, list, show, update, delete, test,
+    /// deliveries, redeliver.
+    #[command(subcommand)]
+    Webhooks(super::webhooks::WebhooksCommand),
 }
 
 #[derive(Subcommand)]
@@ -94,7 +98,15 @@ fn print_client(c: &ApiClient) {
 }
 
 pub async fn run(command: &AdminCommand, path: &PathBuf, json: bool) -> Result<(), Failure> {
-    let AdminCommand::ApiClients(command) = command;
+    let command = match command {
+        AdminCommand::ApiClients(command) => command,
+        AdminCommand::Webhooks(command) => {
+            let mut signed = SignedIn::load(path)?;
+            let result = super::webhooks::run(&signed.client, command, json).await;
+            signed.save_if_rotated()?;
+            return result;
+        }
+    };
     let mut signed = SignedIn::load(path)?;
     let client = signed.client.clone();
     let result: Result<(), Failure> = async {

@@ -21,6 +21,8 @@ use tsunagu_client::protocol::messaging::{Message, PostMessage, ThreadKind};
 use tsunagu_client::protocol::ws::ServerFrame;
 use tsunagu_client::{Client, Error, Tokens};
 
+mod webhooks;
+
 #[derive(Parser)]
 #[command(name = "tsunagu", version, about = "Tsunagu command-line client")]
 struct Cli {

@@ -90,6 +90,7 @@ impl From<DomainError> for ApiError {
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 ErrorCode::RangeNotSatisfiable,
             ),
+            D::WebhookUrl(_) => (StatusCode::BAD_REQUEST, ErrorCode::WebhookUrlNotAllowed),
             D::Integrity => (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::IntegrityError),
             D::Internal(cause) => {
                 tracing::error!(error = %cause, "internal error");

@@ -17,6 +17,7 @@ mod oauth;
 pub mod openapi;
 pub mod scopes;
 mod threads;
+mod webhooks;
 pub mod ws;
 
 use std::sync::atomic::AtomicBool;
@@ -100,6 +101,7 @@ pub(crate) fn routes() -> Routes {
             .merge(groups::routes())
             .merge(threads::routes())
             .merge(files::routes())
+            .merge(webhooks::routes())
             .routes(routes!(openapi::openapi_json)),
         transfers: OpenApiRouter::new()
             .merge(files::transfer_routes())

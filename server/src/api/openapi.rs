@@ -28,6 +28,7 @@ use utoipa::{Modify, OpenApi};
         (name = "threads", description = "Main timelines and 内緒話 threads"),
         (name = "messages", description = "Messages, reactions, read receipts (既読)"),
         (name = "files", description = "Encrypted files, the file library, search"),
+        (name = "webhooks", description = "Webhooks of API clients: signed (Standard Webhooks), durable, redeliverable; see docs/integrations.md"),
         (name = "websocket", description = "Live events; see docs/protocol.md"),
         (name = "apps", description = "Third-party apps: API clients, the OAuth token endpoint (see docs/integrations.md)"),
         (name = "operations", description = "Probes and metrics"),
@@ -216,8 +217,68 @@ const MESSAGE: &[(&str, &str)] = &[
 ];
 const THREAD_OF: &[(&str, &str)] = &[("id", "$response.body#/thread_id")];
 const GROUP_OF: &[(&str, &str)] = &[("id", "$response.body#/group_id")];
+const WEBHOOK: &[(&str, &str)] = &[
+    ("id", "$response.body#/api_client_id"),
+    ("wid", "$response.body#/id"),
+];
 
 const LINKS: &[LinkRow] = &[
+    (
+        "create_api_client",
+        "201",
+        "CreateWebhook",
+        "create_webhook",
+        ID,
+        None,
+    ),
+    (
+        "create_api_client",
+        "201",
+        "ListWebhooks",
+        "list_webhooks",
+        ID,
+        None,
+    ),
+    (
+        "create_webhook",
+        "201",
+        "GetWebhook",
+        "get_webhook",
+        WEBHOOK,
+        None,
+    ),
+    (
+        "create_webhook",
+        "201",
+        "UpdateWebhook",
+        "update_webhook",
+        WEBHOOK,
+        None,
+    ),
+    (
+        "create_webhook",
+        "201",
+        "TestWebhook",
+        "test_webhook",
+        WEBHOOK,
+        None,
+    ),
+    (
+        "create_webhook",
+        "201",
+        "ListDeliveries",
+        "list_deliveries",
+        WEBHOOK,
+        None,
+    ),
+    (
+        "create_webhook",
+        "201",
+        "DeleteWebhook",
+        "delete_webhook",
+        WEBHOOK,
+        None,
+    ),
     (
         "create_organization",
         "201",

@@ -17,11 +17,13 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tsunagu_protocol::ids::ThreadId;
 use tsunagu_protocol::messaging::{Message, PostMessage};
+use tsunagu_protocol::webhooks::WebhookEventType;
 
 use super::access::Member;
 use super::error::{DomainError, Result};
 use super::messages::{Messages, Posted};
 use super::shared::Shared;
+use super::webhooks;
 use crate::store::Backend;
 
 /// Most posts one transaction takes.
@@ -127,6 +129,30 @@ impl Shared {
                     .await
             {
                 tracing::error!(error = %e, "group commit: read positions failed; rolling the batch back");
+                let _ = tx.rollback().await;
+                fail_all(
+                    results.into_iter().map(|(job, _)| job),
+                    &format!("batch rolled back: {e}"),
+                );
+                return;
+            }
+        }
+        if stored {
+            // Webhooks hear of the batch's posts in the same transaction (last, so their
+            // locks come after every thread's).
+            let events = results
+                .iter()
+                .filter_map(|(_, r)| match r {
+                    Ok(Posted::New(message, reader)) => Some(webhooks::Event::message(
+                        WebhookEventType::MessageCreated,
+                        &reader.member.session().region_id().to_string(),
+                        message,
+                    )),
+                    _ => None,
+                })
+                .collect();
+            if let Err(e) = webhooks::enqueue(&mut tx, events).await {
+                tracing::error!(error = %e, "group commit: webhook outbox failed; rolling the batch back");
                 let _ = tx.rollback().await;
                 fail_all(
                     results.into_iter().map(|(job, _)| job),

@@ -41,6 +41,9 @@ pub enum DomainError {
     RangeNotSatisfiable(u64),
     #[error("stored data failed its integrity check")]
     Integrity,
+    /// A webhook URL the outbound rules refuse (`webhooks::net`).
+    #[error("{0}")]
+    WebhookUrl(String),
     #[error("too many attempts")]
     Throttled { retry_after_secs: u64 },
     /// A failure the caller cannot fix; the cause chain is logged, never sent.

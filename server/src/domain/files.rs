@@ -17,6 +17,7 @@ use super::convert;
 use super::error::{DomainError, Internal, Result};
 use super::search;
 use super::shared::Shared;
+use super::webhooks;
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
 use crate::blob::keys::KeyRing;
 use crate::blob::segment::{FileKey, SEGMENT_SIZE};
@@ -318,6 +319,14 @@ impl Files {
                 .group(row.group_id.clone())
                 .target("file", id.clone())
                 .detail(json!({ "size": size, "kind": row.kind, "thread_id": row.thread_id })),
+            )
+            .await?;
+            webhooks::enqueue(
+                &mut tx,
+                vec![webhooks::Event::file_uploaded(
+                    &row.region_id,
+                    &wire_file(&row)?,
+                )],
             )
             .await?;
             tx.commit().await?;

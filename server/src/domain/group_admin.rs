@@ -10,12 +10,14 @@ use serde_json::json;
 use tsunagu_protocol::accounts::UserKind;
 use tsunagu_protocol::ids::{GroupId, UserId};
 use tsunagu_protocol::messaging::{AddOwner, AdminGroup, GroupOwner, MemberRole};
+use tsunagu_protocol::webhooks::WebhookEventType;
 
 use super::access::RegionAdmin;
 use super::convert;
 use super::error::{DomainError, Result};
-use super::groups::{is_patient_side_profession, Groups};
+use super::groups::{is_patient_side_profession, member_event, Groups};
 use super::shared::Shared;
+use super::webhooks;
 use crate::audit::{self, Action, Event, Outcome, RequestMeta};
 use crate::clock::{now_ms, rfc3339};
 use crate::store::groups::{self, AdminGroupRow, GroupRow};
@@ -122,6 +124,16 @@ impl GroupAdmin {
                         .detail(json!({ "role": "owner", "patient_side": false, "by_region_admin": true })),
                 )
                 .await?;
+                if let Some(row) = groups::get_member(&mut tx, &group.id, &target.id).await? {
+                    member_event(
+                        &mut tx,
+                        WebhookEventType::MemberAdded,
+                        &group.region_id,
+                        &group.id,
+                        &row,
+                    )
+                    .await?;
+                }
                 true
             }
         };
@@ -202,6 +214,17 @@ impl GroupAdmin {
                     .detail(json!({ "by_region_admin": true })),
             )
             .await?;
+            if let Some(at) = group.archived_at {
+                webhooks::enqueue(
+                    &mut tx,
+                    vec![webhooks::Event::group_archived(
+                        &group.region_id,
+                        &group.id,
+                        at,
+                    )],
+                )
+                .await?;
+            }
         }
         let row = self.row(&mut tx, admin, &group.id).await?;
         tx.commit().await?;

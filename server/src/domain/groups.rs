@@ -7,13 +7,14 @@ use tsunagu_protocol::messaging::{
     AddMember, CreateGroup, Group, GroupKind, Member as WireMember, MemberRole, PatientProfile,
     ThreadKind, UpdateGroup,
 };
+use tsunagu_protocol::webhooks::WebhookEventType;
 use tsunagu_protocol::ws::ServerFrame;
 
 use super::access::Member;
 use super::error::{DomainError, Result};
 use super::shared::Shared;
 use super::visibility::GroupMember;
-use super::{convert, validate};
+use super::{convert, validate, webhooks};
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
 use crate::bus::{Audience, Payload};
 use crate::clock::{now_ms, rfc3339};
@@ -54,6 +55,20 @@ fn check_patient(p: &PatientProfile) -> Result<PatientProfile> {
             .map(|n| validate::text("patient.notes", n, 4000))
             .transpose()?,
     })
+}
+
+/// Tells the group's webhooks (those whose app sees its main timeline now) of a
+/// membership change: the last statement before the change commits.
+pub(super) async fn member_event(
+    tx: &mut Tx,
+    kind: WebhookEventType,
+    region_id: &str,
+    group_id: &str,
+    member: &MemberRow,
+) -> Result<()> {
+    let event = webhooks::Event::member(kind, region_id, group_id, &wire_member(member)?);
+    webhooks::enqueue(tx, vec![event]).await?;
+    Ok(())
 }
 
 pub(super) fn wire_member(row: &MemberRow) -> Result<WireMember> {
@@ -302,6 +317,15 @@ impl Groups {
             .await?;
         }
         let count = groups::member_count(&mut tx, &row.id).await?;
+        if gm.group.archived_at.is_none() {
+            if let Some(at) = row.archived_at {
+                webhooks::enqueue(
+                    &mut tx,
+                    vec![webhooks::Event::group_archived(&row.region_id, &row.id, at)],
+                )
+                .await?;
+            }
+        }
         tx.commit().await?;
         self.wire_group(&row, gm.role, count)
     }
@@ -366,6 +390,14 @@ impl Groups {
         let row = groups::get_member(&mut tx, &gm.group.id, &target.id)
             .await?
             .ok_or_else(|| DomainError::Internal("member vanished".into()))?;
+        member_event(
+            &mut tx,
+            WebhookEventType::MemberAdded,
+            &gm.group.region_id,
+            &gm.group.id,
+            &row,
+        )
+        .await?;
         tx.commit().await?;
         self.announce_member_added(&gm.group.region_id, &gm.group.id, &target.id);
         wire_member(&row)
@@ -539,6 +571,14 @@ impl Groups {
             .target("user", target.user_id.clone())
             .group(gm.group.id.clone())
             .detail(json!({ "left": leaving, "private_threads": private.len() })),
+        )
+        .await?;
+        member_event(
+            &mut tx,
+            WebhookEventType::MemberRemoved,
+            &gm.group.region_id,
+            &gm.group.id,
+            &target,
         )
         .await?;
         tx.commit().await?;

@@ -7,11 +7,12 @@ use tsunagu_protocol::ids::{GroupId, InvitationId, UserId};
 use tsunagu_protocol::messaging::{
     AcceptedInvitation, CreateInvitation, Invitation, JoinRequest, MemberRole,
 };
+use tsunagu_protocol::webhooks::WebhookEventType;
 
 use super::access::Member;
 use super::convert;
 use super::error::{DomainError, Result};
-use super::groups::{is_patient_side_profession, Groups};
+use super::groups::{is_patient_side_profession, member_event, Groups};
 use super::shared::Shared;
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
 use crate::clock::{now_ms, rfc3339};
@@ -226,6 +227,18 @@ impl Invitations {
                 .detail(json!({ "status": status })),
         )
         .await?;
+        if status == "joined" {
+            if let Some(row) = groups::get_member(&mut tx, &group.0, &me.id).await? {
+                member_event(
+                    &mut tx,
+                    WebhookEventType::MemberAdded,
+                    &group.1,
+                    &group.0,
+                    &row,
+                )
+                .await?;
+            }
+        }
         tx.commit().await?;
         if status == "joined" {
             self.groups
@@ -294,6 +307,16 @@ impl Invitations {
                     meta,
                 )
                 .await?;
+            if let Some(row) = groups::get_member(&mut tx, &gm.group.id, &user.id).await? {
+                member_event(
+                    &mut tx,
+                    WebhookEventType::MemberAdded,
+                    &gm.group.region_id,
+                    &gm.group.id,
+                    &row,
+                )
+                .await?;
+            }
         } else {
             // A refusal is a membership decision too: recorded like an approval's
             // member_added.

@@ -80,6 +80,7 @@ impl Maintenance {
             .await?;
             tx.commit().await?;
         }
+        done += super::webhooks::rewrap_secrets(&self.shared, self.files()).await?;
         Ok(done)
     }
 

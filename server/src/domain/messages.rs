@@ -11,13 +11,14 @@ use tsunagu_protocol::messaging::{
     EditMessage, Message, MessageEditRecord, MessageHistory, MessagePage, PostMessage, Reaction,
     ReadState, Reader, Readers,
 };
+use tsunagu_protocol::webhooks::WebhookEventType;
 use tsunagu_protocol::ws::ServerFrame;
 
 use super::access::Member;
 use super::error::{DomainError, Result};
 use super::shared::Shared;
 use super::visibility::ThreadReader;
-use super::{commit, convert, search, validate};
+use super::{commit, convert, search, validate, webhooks};
 use crate::audit::RequestMeta;
 use crate::bus::{Audience, Payload};
 use crate::clock::{now_ms, rfc3339};
@@ -505,6 +506,15 @@ impl Messages {
             .wire_messages(&mut tx, &reader, vec![row])
             .await?
             .remove(0);
+        webhooks::enqueue(
+            &mut tx,
+            vec![webhooks::Event::message(
+                WebhookEventType::MessageEdited,
+                &reader.thread_region(),
+                &message,
+            )],
+        )
+        .await?;
         tx.commit().await?;
         self.shared.publish_thread(
             &reader,
@@ -535,13 +545,28 @@ impl Messages {
         messages::update_body(&mut tx, &row).await?;
         messages::delete_edits(&mut tx, &row.id).await?;
         search::index::remove(&mut tx, &row.id).await?;
+        let seq = row.seq;
+        let tombstone = self
+            .shared
+            .wire_messages(&mut tx, &reader, vec![row])
+            .await?
+            .remove(0);
+        webhooks::enqueue(
+            &mut tx,
+            vec![webhooks::Event::message(
+                WebhookEventType::MessageDeleted,
+                &reader.thread_region(),
+                &tombstone,
+            )],
+        )
+        .await?;
         tx.commit().await?;
         self.shared.publish_thread(
             &reader,
             Payload::frame(ServerFrame::MessageDeleted {
                 thread_id,
                 message_id,
-                seq: row.seq,
+                seq,
             }),
         );
         Ok(())

@@ -29,6 +29,7 @@ pub mod tokens;
 pub mod totp;
 mod validate;
 pub mod visibility;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -50,6 +51,8 @@ pub struct DomainSettings {
     /// Posts per user (REST and websocket together): refill per minute and burst.
     pub posts_per_minute: u32,
     pub posts_burst: u32,
+    /// Which webhook URLs may be saved (`[webhooks]`).
+    pub webhook_rules: crate::webhooks::OutboundRules,
     /// Third-party apps: token lifetime, token URL, default request rate.
     pub apps: apps::AppSettings,
 }
@@ -82,6 +85,7 @@ struct Services {
     search: search::Search,
     maintenance: maintenance::Maintenance,
     audit_reports: audit_reports::AuditReports,
+    webhooks: webhooks::Webhooks,
 }
 
 impl Domain {
@@ -122,6 +126,11 @@ impl Domain {
                 files: files::Files::new(shared.clone(), blobs.clone()),
                 library: library::Library::new(shared.clone()),
                 search: search::Search::new(shared.clone()),
+                webhooks: webhooks::Webhooks::new(
+                    shared.clone(),
+                    blobs.clone(),
+                    settings.webhook_rules,
+                ),
                 maintenance: maintenance::Maintenance::new(shared.clone(), blobs),
                 audit_reports: audit_reports::AuditReports::new(shared.clone()),
                 shared,
@@ -202,6 +211,20 @@ impl Domain {
     /// File-access and event reports, audit verification.
     pub fn audit_reports(&self) -> &audit_reports::AuditReports {
         &self.inner.audit_reports
+    }
+
+    /// Webhooks of API clients and their deliveries.
+    pub fn webhooks(&self) -> &webhooks::Webhooks {
+        &self.inner.webhooks
+    }
+
+    /// Starts the webhook delivery worker (`webhooks::deliver`).
+    pub fn spawn_webhook_worker(
+        &self,
+        outbound: crate::webhooks::Outbound,
+        settings: webhooks::deliver::WorkerSettings,
+    ) -> tokio::task::JoinHandle<()> {
+        self.inner.webhooks.spawn_worker(outbound, settings)
     }
 
     /// The fan-out bus, for live connections to subscribe to.

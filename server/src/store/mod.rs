@@ -17,6 +17,7 @@ pub mod search;
 pub mod sessions;
 pub mod threads;
 pub mod users;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

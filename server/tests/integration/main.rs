@@ -17,6 +17,7 @@ mod files;
 mod hardening;
 mod messaging;
 mod search;
+mod webhooks;
 
 /// The server binary, for the tests that run it as a child process.
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_tsunagu-server");

@@ -27,7 +27,7 @@ use super::Sizes;
 
 /// One poster: posts `n` messages into `thread` over its own socket, each after the
 /// previous ack (closed loop). Returns the ack latencies.
-async fn post_loop(
+pub(super) async fn post_loop(
     url: String,
     token: String,
     thread: ThreadId,

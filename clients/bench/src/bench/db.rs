@@ -56,7 +56,7 @@ async fn fresh_group(user: &User, name: String) -> anyhow::Result<(GroupId, Stri
     Ok((g.id, g.main_thread_id.to_string()))
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -13,6 +13,7 @@
 //! | commit | the same rows inserted straight into a SQLite file in batches (`core.rs`) |
 //! | signins | argon2id verifications on every core, in this process (`core.rs`) |
 //! | cluster | the same groups plan on one node of the same cluster (`cluster.rs`) |
+//! | webhooks | signed POSTs sent straight to the same receiver; the same posts before the webhooks exist (`webhooks.rs`) |
 //!
 //! Seeding a million messages or audit entries through the API would take hours, so
 //! the paging and audit workloads insert them straight into the server's SQLite file in
@@ -31,6 +32,7 @@ mod report;
 mod search;
 mod stats;
 mod target;
+mod webhooks;
 mod wsclient;
 
 use std::path::PathBuf;
@@ -46,7 +48,7 @@ use report::Report;
 #[command(
     name = "tsunagu-bench",
     version,
-    about = "Tsunagu load generator: nine workloads, each with a baseline measured in the same run"
+    about = "Tsunagu load generator: ten workloads, each with a baseline measured in the same run"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -144,10 +146,11 @@ pub enum Workload {
     Commit,
     Signins,
     Cluster,
+    Webhooks,
 }
 
 impl Workload {
-    const ALL: [Workload; 9] = [
+    const ALL: [Workload; 10] = [
         Workload::Fanout,
         Workload::Groups,
         Workload::Idle,
@@ -157,6 +160,7 @@ impl Workload {
         Workload::Commit,
         Workload::Signins,
         Workload::Cluster,
+        Workload::Webhooks,
     ];
 
     fn name(self) -> &'static str {
@@ -170,6 +174,7 @@ impl Workload {
             Workload::Commit => "commit",
             Workload::Signins => "signins",
             Workload::Cluster => "cluster",
+            Workload::Webhooks => "webhooks",
         }
     }
 }
@@ -195,6 +200,8 @@ pub struct Sizes {
     pub commit_posters: usize,
     pub commit_posts: usize,
     pub signins: usize,
+    /// Posts of the webhooks workload (each delivered to 10 webhooks).
+    pub webhook_posts: usize,
 }
 
 impl Sizes {
@@ -218,6 +225,7 @@ impl Sizes {
                 commit_posters: 16,
                 commit_posts: 1600,
                 signins: 300,
+                webhook_posts: 400,
             }
         } else {
             Sizes {
@@ -237,6 +245,7 @@ impl Sizes {
                 commit_posters: 32,
                 commit_posts: 8000,
                 signins: 2000,
+                webhook_posts: 2000,
             }
         };
         if let Some(n) = cli.idle_connections {
@@ -350,6 +359,7 @@ async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<()> {
             Workload::Groups => sizes.posters + sizes.group_others,
             Workload::Commit => sizes.commit_posters,
             Workload::Signins => 100,
+            Workload::Webhooks => 4,
             _ => 1,
         })
         .max()
@@ -396,6 +406,7 @@ async fn run(cli: &Cli, nofile: u64) -> anyhow::Result<()> {
             Workload::Commit => core::commit(&target, &users, &sizes, &mut report).await,
             Workload::Signins => core::signins(&target, &users, &sizes, &mut report).await,
             Workload::Cluster => cluster::run(cli, &sizes, &mut report, &target.run_id).await,
+            Workload::Webhooks => webhooks::run(&target, &users, &sizes, &mut report).await,
         };
         if let Err(e) = outcome {
             eprintln!("{}: FAILED: {e:#}", w.name());

@@ -382,6 +382,9 @@ impl Spawned {
             // one by one and checkpoints are amortised).
             .env("TSUNAGU_AUDIT_CHECKPOINT_EVERY", "1000000000000")
             .env("TSUNAGU_AUDIT_CHECKPOINT_INTERVAL_SECS", "1000000000")
+            // The webhooks workload's receiver is on loopback, over plain HTTP.
+            .env("TSUNAGU_WEBHOOKS_ALLOW_HTTP", "true")
+            .env("TSUNAGU_WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", "true")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone()?)
