@@ -19,10 +19,10 @@ mod snippet;
 
 use std::collections::HashMap;
 
+use tsunagu_protocol::apps::Scope;
 use tsunagu_protocol::files::{
     FileKind, JumpTarget, SearchHit, SearchHitKind, SearchResults, ThreadHits,
 };
-use tsunagu_protocol::apps::Scope;
 use tsunagu_protocol::ids::{GroupId, ThreadId, UserId};
 
 use super::access::Member;
