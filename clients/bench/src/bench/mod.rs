@@ -131,6 +131,9 @@ enum Mode {
         groups: usize,
         #[arg(long, default_value_t = 20261201)]
         seed: u64,
+        /// SQLite page cache of the bench's connection, MiB (SQLite's default is 2).
+        #[arg(long, default_value_t = 2)]
+        cache_mib: i64,
     },
 }
 
@@ -299,7 +302,8 @@ pub fn main() -> ExitCode {
                 sample,
                 groups,
                 seed,
-            }) => search::run(dir, *messages, *sample, *groups, *seed).await,
+                cache_mib,
+            }) => search::run(dir, *messages, *sample, *groups, *seed, *cache_mib).await,
             None => run(&cli, nofile).await,
         }
     });

@@ -278,9 +278,17 @@ async fn insert(
     Ok((to - from) as f64 / t0.elapsed().as_secs_f64())
 }
 
-async fn open(path: &Path) -> anyhow::Result<Store> {
+async fn open(path: &Path, cache_mib: i64) -> anyhow::Result<Store> {
     let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()), 1).await?;
     store.migrate().await?;
+    // The pool has one connection, so this setting holds for every statement after it.
+    // SQLite's default page cache (2 MiB) makes the gram table's scattered inserts go to
+    // the disk: see docs/performance.md.
+    let mut conn = store.conn().await?;
+    sqlx::query(&format!("PRAGMA cache_size = -{}", cache_mib * 1024))
+        .execute(&mut *conn)
+        .await?;
+    drop(conn);
     Ok(store)
 }
 
@@ -291,6 +299,7 @@ pub async fn run(
     sample: usize,
     groups: usize,
     seed: u64,
+    cache_mib: i64,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     eprintln!("search: insert throughput on {sample} messages, without and with the index");
@@ -298,7 +307,7 @@ pub async fn run(
     for indexed in [false, true] {
         let path = dir.join(format!("insert-{indexed}.db"));
         let _ = std::fs::remove_file(&path);
-        let store = open(&path).await?;
+        let store = open(&path, cache_mib).await?;
         let (viewer, threads) = seed_people(&store, groups).await?;
         let corpus = Corpus {
             viewer: &viewer,
@@ -319,7 +328,7 @@ pub async fn run(
     eprintln!("search: {n} messages in {groups} groups, indexed as they are stored");
     let path = dir.join("search.db");
     let _ = std::fs::remove_file(&path);
-    let store = open(&path).await?;
+    let store = open(&path, cache_mib).await?;
     let (viewer, threads) = seed_people(&store, groups).await?;
     let corpus = Corpus {
         viewer: &viewer,
