@@ -365,6 +365,40 @@ impl Client {
             .await
     }
 
+    /// Edits one's own display name, kana and profile line.
+    pub async fn update_me(&self, req: &tsunagu_protocol::accounts::UpdateMe) -> Result<Me> {
+        self.authed(Method::PATCH, "api/v1/me", Some(req)).await
+    }
+
+    /// The directory of the region's professionals: `q` matches name or kana.
+    pub async fn directory(
+        &self,
+        q: Option<&str>,
+        cursor: Option<UserId>,
+    ) -> Result<tsunagu_protocol::accounts::DirectoryPage> {
+        let mut url = self.url("api/v1/users")?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            if let Some(q) = q {
+                pairs.append_pair("q", q);
+            }
+            if let Some(c) = cursor {
+                pairs.append_pair("cursor", &c.to_string());
+            }
+        }
+        let path = match url.query() {
+            Some(query) => format!("api/v1/users?{query}"),
+            None => "api/v1/users".to_owned(),
+        };
+        self.authed::<(), _>(Method::GET, &path, None).await
+    }
+
+    /// The region's active organisations.
+    pub async fn organizations(&self) -> Result<OrganizationList> {
+        self.authed::<(), _>(Method::GET, "api/v1/organizations", None)
+            .await
+    }
+
     // ---- region administration ----
 
     pub async fn admin_regions(&self) -> Result<RegionList> {
@@ -551,6 +585,33 @@ impl Client {
         .await
     }
 
+    /// A group's invitation codes (owners and admins); the codes are not shown again.
+    pub async fn list_invitations(
+        &self,
+        group: GroupId,
+    ) -> Result<tsunagu_protocol::messaging::InvitationList> {
+        self.authed::<(), _>(
+            Method::GET,
+            &format!("api/v1/groups/{group}/invitations"),
+            None,
+        )
+        .await
+    }
+
+    /// Revokes an invitation code at once.
+    pub async fn revoke_invitation(
+        &self,
+        group: GroupId,
+        invitation: tsunagu_protocol::ids::InvitationId,
+    ) -> Result<()> {
+        self.authed::<(), _>(
+            Method::DELETE,
+            &format!("api/v1/groups/{group}/invitations/{invitation}"),
+            None,
+        )
+        .await
+    }
+
     pub async fn accept_invitation(&self, code: &str) -> Result<AcceptedInvitation> {
         let req = AcceptInvitation {
             code: code.to_owned(),
@@ -646,6 +707,23 @@ impl Client {
             attachments: Vec::new(),
         };
         self.post_message(thread, &req).await
+    }
+
+    /// A search hit's context: the messages of `jump.thread_id` from `context` before
+    /// `jump.seq` to `context` after it (the hit included).
+    pub async fn messages_around(
+        &self,
+        jump: &tsunagu_protocol::files::JumpTarget,
+        context: i64,
+    ) -> Result<MessagePage> {
+        let seq = jump.seq.unwrap_or(1);
+        self.list_messages(
+            jump.thread_id,
+            Some((seq - context - 1).max(0)),
+            None,
+            Some(2 * context + 1),
+        )
+        .await
     }
 
     /// A page of the timeline: `after_seq` to catch up, `before_seq` to scroll back,
@@ -1184,10 +1262,21 @@ impl Client {
         self.get_with_query(url, filter).await
     }
 
-    /// Messages and files the caller may see that contain `q`.
+    /// Messages and files the caller may see that contain every term of `q`, ranked.
     pub async fn search(&self, q: &str) -> Result<tsunagu_protocol::files::SearchResults> {
+        self.search_with(&tsunagu_protocol::files::SearchQuery::text(q))
+            .await
+    }
+
+    /// [`search`](Self::search) with filters (group, thread, author, time range, has a
+    /// file, file kind, messages or files only) and a limit. Each hit's `jump` names the
+    /// thread and `seq` to open; [`Client::messages_around`] pages the context.
+    pub async fn search_with(
+        &self,
+        query: &tsunagu_protocol::files::SearchQuery,
+    ) -> Result<tsunagu_protocol::files::SearchResults> {
         let url = self.url("api/v1/search")?;
-        self.get_with_query(url, &[("q", q)]).await
+        self.get_with_query(url, query).await
     }
 
     async fn audit_page(

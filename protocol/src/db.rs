@@ -10,7 +10,7 @@ use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::{Any, Database, Decode, Encode, Type};
 
-use crate::accounts::{OrganizationKind, Profession, UserKind, UserRole};
+use crate::accounts::{DirectoryScope, OrganizationKind, Profession, UserKind, UserRole};
 use crate::apps::Scope;
 use crate::files::FileKind;
 use crate::ids::{
@@ -67,5 +67,5 @@ as_text!(
 
 as_text!(
     wire enums: OrganizationKind, Profession, UserRole, UserKind, GroupKind, MemberRole, ThreadKind,
-    FileKind, Scope,
+    FileKind, Scope, DirectoryScope,
 );

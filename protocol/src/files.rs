@@ -120,10 +120,120 @@ impl utoipa::PartialSchema for Tag {
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Tag {}
 
-/// `GET /api/v1/search?q=`: messages and files the caller may see.
+/// `GET /api/v1/search?q=`: messages and files the caller may see, ranked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchResults {
+    /// Messages and files together, best first (match quality and recency).
+    #[serde(default)]
+    pub hits: Vec<SearchHit>,
+    /// The hits grouped by thread, in the order of each thread's best hit.
+    #[serde(default)]
+    pub threads: Vec<ThreadHits>,
+    /// More documents matched than were ranked (the newest 200 matches are ranked):
+    /// narrow the query or the filters to see older ones.
+    #[serde(default)]
+    pub more: bool,
+    /// The message hits as full messages, in the order of `hits`.
     pub messages: Vec<Message>,
+    /// The file hits, in the order of `hits`.
     pub files: Vec<FileInfo>,
+}
+
+/// The query of `GET /api/v1/search`, as the SDK sends it. Only `q` is required.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SearchQuery {
+    pub q: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<GroupId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<ThreadId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<UserId>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_file: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_kind: Option<FileKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SearchHitKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+}
+
+impl SearchQuery {
+    pub fn text(q: impl Into<String>) -> SearchQuery {
+        SearchQuery {
+            q: q.into(),
+            ..SearchQuery::default()
+        }
+    }
+}
+
+/// Whether a hit is a message or a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum SearchHitKind {
+    Message,
+    File,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SearchHit {
+    pub kind: SearchHitKind,
+    /// Higher is better; only the order within one answer means anything.
+    pub score: f64,
+    pub group_id: GroupId,
+    pub thread_id: ThreadId,
+    /// The message's author or the file's uploader.
+    pub author_id: UserId,
+    pub created_at: String,
+    /// For a message hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<crate::ids::MessageId>,
+    /// For a file hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+    /// Where to open it: the thread, and for a message its `seq` — page the timeline
+    /// around it with `GET /threads/{thread_id}/messages?after_seq=…`.
+    pub jump: JumpTarget,
+    /// A short excerpt around the first match, cut into parts; `hit` parts are what
+    /// matched. Plain text: render it escaped.
+    pub snippet: Vec<SnippetPart>,
+}
+
+/// Where a hit is in its timeline.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct JumpTarget {
+    pub thread_id: ThreadId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+}
+
+/// A piece of a snippet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SnippetPart {
+    pub text: String,
+    /// This part matched a term of the query.
+    #[serde(default)]
+    pub hit: bool,
+}
+
+/// How many of the ranked hits are in one thread.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ThreadHits {
+    pub group_id: GroupId,
+    pub thread_id: ThreadId,
+    pub count: u64,
 }

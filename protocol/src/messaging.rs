@@ -267,6 +267,58 @@ pub struct Invitation {
     pub max_uses: u32,
     pub uses: u32,
     pub requires_approval: bool,
+    /// Set once an owner or admin revoked it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+    pub created_at: String,
+}
+
+/// A group's invitation codes, newest first (the codes themselves are never shown again).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InvitationList {
+    pub invitations: Vec<Invitation>,
+}
+
+/// An owner of a group, as region administrators see them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupOwner {
+    pub user_id: UserId,
+    pub display_name: String,
+}
+
+/// A group as its region's administrators see it: who runs it and how alive it is,
+/// nothing of what is said in it (no messages, no 内緒話 titles or counts; the last
+/// activity is the main timeline's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminGroup {
+    pub id: GroupId,
+    pub kind: GroupKind,
+    pub name: String,
+    pub owners: Vec<GroupOwner>,
+    pub member_count: u64,
+    pub created_at: String,
+    /// The newest post in the main timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity_at: Option<String>,
+    pub archived: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminGroupList {
+    pub groups: Vec<AdminGroup>,
+}
+
+/// `POST /api/v1/admin/groups/{id}/owners`: makes a user of the region an owner (adding
+/// them to the group if they are not in it) — to hand a leaving nurse's groups over.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddOwner {
+    pub user_id: UserId,
 }
 
 /// `POST /api/v1/invitations/accept`

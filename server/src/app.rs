@@ -113,6 +113,13 @@ pub async fn open(config: &Config) -> anyhow::Result<(Domain, Store)> {
         }
         Bootstrap::AlreadyDone => {}
     }
+    // Messages and files stored before the search index existed (migration 0010) are
+    // indexed before anything is served; a no-op once done.
+    domain
+        .search()
+        .backfill()
+        .await
+        .context("building the search index")?;
     Ok((domain, store))
 }
 
@@ -343,6 +350,12 @@ impl Application {
                     domain.accounts().prune_throttle();
                     // Interrupted uploads leave blobs without metadata: sweep hourly
                     // (and at start), never touching anything younger than the grace.
+                    if minutes == 0 {
+                        // Text extractions a stopped node left unfinished.
+                        if let Err(e) = domain.files().resume_extractions().await {
+                            tracing::warn!(error = %e, "could not resume text extractions");
+                        }
+                    }
                     if minutes.is_multiple_of(60) {
                         match domain.maintenance().sweep_orphans(orphan_grace).await {
                             Ok(0) => {}

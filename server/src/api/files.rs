@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
-use tsunagu_protocol::files::{FileInfo, FileKind, FileList, SearchResults, UpdateFile};
+use tsunagu_protocol::files::{
+    FileInfo, FileKind, FileList, SearchHitKind, SearchResults, UpdateFile,
+};
 use tsunagu_protocol::ids::{GroupId, ThreadId, UserId};
 use tsunagu_protocol::{ErrorBody, ErrorCode};
 
@@ -16,6 +18,7 @@ use super::error::{ApiError, ApiResult};
 use super::extract::{AppJson, AppPath, AppQuery, CurrentMember, Meta};
 use super::AppState;
 use crate::domain::library::LibraryQuery;
+use crate::domain::search::SearchRequest;
 use crate::store::files::LibrarySort;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -436,13 +439,43 @@ pub async fn library(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// Text to find in messages and file names (a substring; Japanese welcome): 1–200
-    /// characters, not blank.
-    #[param(min_length = 1, max_length = 200, pattern = r"\S")]
+    /// What to find: 1–256 characters, not blank, no control characters. Terms
+    /// separated by spaces are ANDed; `"…"` is an exact phrase. Every term is a literal
+    /// substring after normalisation (width, case, katakana/hiragana): one- and
+    /// two-character terms (`痛`, `褥瘡`) work like longer ones.
+    #[param(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*\S[^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub q: String,
+    /// Only in this group.
+    pub group_id: Option<GroupId>,
+    /// Only in this thread.
+    pub thread_id: Option<ThreadId>,
+    /// Only messages by, or files uploaded by, this user.
+    pub author_id: Option<UserId>,
+    /// Posted or uploaded at or after (RFC 3339).
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// Posted or uploaded before (RFC 3339).
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+    /// Only messages with attachments and files (`true`), or only messages without
+    /// (`false`).
+    pub has_file: Option<bool>,
+    /// Only files of this kind and messages with an attachment of this kind.
+    pub file_kind: Option<FileKind>,
+    /// Only messages or only files.
+    #[param(value_type = Option<SearchHitKind>)]
+    pub kind: Option<SearchHitKind>,
+    /// 1–50, default 20.
+    #[param(minimum = 1, maximum = 50)]
+    pub limit: Option<i64>,
 }
 
-/// Messages and files the caller may see that contain `q`.
+/// Messages and files the caller may see that contain every term of `q`: ranked, with
+/// snippets, jump targets and the hits grouped by thread.
 #[utoipa::path(
     get, path = "/api/v1/search", tag = "files",
     params(SearchParams),
@@ -454,7 +487,24 @@ pub async fn search(
     CurrentMember(member): CurrentMember,
     AppQuery(p): AppQuery<SearchParams>,
 ) -> ApiResult<AppJson<SearchResults>> {
-    Ok(AppJson(state.domain.search().search(&member, &p.q).await?))
+    let limit = match p.limit {
+        None => None,
+        Some(n) if (1..=50).contains(&n) => Some(n as usize),
+        Some(_) => return Err(ApiError::invalid("limit must be 1 to 50")),
+    };
+    let req = SearchRequest {
+        q: p.q,
+        group_id: p.group_id,
+        thread_id: p.thread_id,
+        author_id: p.author_id,
+        from_ms: parse_time("from", &p.from)?,
+        to_ms: parse_time("to", &p.to)?,
+        has_file: p.has_file,
+        file_kind: p.file_kind,
+        kind: p.kind,
+        limit,
+    };
+    Ok(AppJson(state.domain.search().search(&member, req).await?))
 }
 
 #[cfg(test)]

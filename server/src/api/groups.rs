@@ -3,11 +3,11 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use tsunagu_protocol::ids::{GroupId, UserId};
+use tsunagu_protocol::ids::{GroupId, InvitationId, UserId};
 use tsunagu_protocol::messaging::{
     AcceptInvitation, AcceptedInvitation, AddMember, CreateGroup, CreateInvitation, CreateThread,
-    Group, GroupList, Invitation, JoinRequestList, Member, MemberList, Thread, ThreadList,
-    UpdateGroup, UpdateMember,
+    Group, GroupList, Invitation, InvitationList, JoinRequestList, Member, MemberList, Thread,
+    ThreadList, UpdateGroup, UpdateMember,
 };
 use tsunagu_protocol::ErrorBody;
 
@@ -25,7 +25,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(archive_group))
         .routes(routes!(list_members, add_member))
         .routes(routes!(update_member, remove_member))
-        .routes(routes!(create_invitation))
+        .routes(routes!(create_invitation, list_invitations))
+        .routes(routes!(revoke_invitation))
         .routes(routes!(accept_invitation))
         .routes(routes!(list_join_requests))
         .routes(routes!(approve_join_request))
@@ -242,6 +243,52 @@ pub async fn remove_member(
         .domain
         .groups()
         .remove_member(&member, id, user_id, &meta)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A group's invitation codes (group owners and admins), newest first, with their uses
+/// and state; the codes themselves are never shown again.
+#[utoipa::path(
+    get, path = "/api/v1/groups/{id}/invitations", tag = "groups",
+    params(("id" = uuid::Uuid, Path, description = "Group id")),
+    responses((status = 200, body = InvitationList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_invitations(
+    State(state): State<AppState>,
+    CurrentMember(member): CurrentMember,
+    AppPath(id): AppPath<GroupId>,
+) -> ApiResult<AppJson<InvitationList>> {
+    Ok(AppJson(InvitationList {
+        invitations: state
+            .domain
+            .invitations()
+            .list_invitations(&member, id)
+            .await?,
+    }))
+}
+
+/// Revoke an invitation code at once (group owners and admins).
+#[utoipa::path(
+    delete, path = "/api/v1/groups/{id}/invitations/{invitation_id}", tag = "groups",
+    params(
+        ("id" = uuid::Uuid, Path, description = "Group id"),
+        ("invitation_id" = uuid::Uuid, Path, description = "Invitation id"),
+    ),
+    responses((status = 204, description = "Revoked"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn revoke_invitation(
+    State(state): State<AppState>,
+    CurrentMember(member): CurrentMember,
+    Meta(meta): Meta,
+    AppPath((id, invitation_id)): AppPath<(GroupId, InvitationId)>,
+) -> ApiResult<StatusCode> {
+    state
+        .domain
+        .invitations()
+        .revoke_invitation(&member, id, invitation_id, &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

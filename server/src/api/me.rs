@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use tsunagu_protocol::accounts::Me;
+use tsunagu_protocol::accounts::{Me, UpdateMe};
 use tsunagu_protocol::auth::{ChangePasswordRequest, TotpCodeRequest, TotpEnrollment};
 use tsunagu_protocol::ErrorBody;
 
@@ -16,7 +16,7 @@ use utoipa_axum::routes;
 /// The caller's own account: each route with the `#[utoipa::path]` that documents it.
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(me))
+        .routes(routes!(me, update_me))
         .routes(routes!(change_password))
         .routes(routes!(totp_begin))
         .routes(routes!(totp_confirm))
@@ -102,4 +102,26 @@ pub async fn totp_confirm(
         .totp_confirm(&session, &req.code, &meta)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Edit one's own display name, kana and profile line (people only; an app's name is
+/// its registration's).
+#[utoipa::path(
+    patch, path = "/api/v1/me", tag = "me", operation_id = "update_me",
+    request_body = UpdateMe,
+    responses((status = 200, body = Me), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn update_me(
+    State(state): State<AppState>,
+    CurrentSession(session): CurrentSession,
+    Meta(meta): Meta,
+    AppJson(req): AppJson<UpdateMe>,
+) -> ApiResult<AppJson<Me>> {
+    state
+        .domain
+        .directory()
+        .update_me(&session, req, &meta)
+        .await?;
+    Ok(AppJson(state.domain.accounts().me(&session).await?))
 }

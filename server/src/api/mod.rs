@@ -2,9 +2,11 @@
 //! capability from an extractor, and shape the answer; they decide nothing themselves.
 
 mod admin;
+mod admin_groups;
 mod apps;
 mod audit;
 mod auth;
+mod directory;
 pub mod error;
 pub mod extract;
 mod files;
@@ -89,7 +91,9 @@ pub(crate) fn routes() -> Routes {
         json: OpenApiRouter::new()
             .merge(auth::routes())
             .merge(me::routes())
+            .merge(directory::routes())
             .merge(admin::routes())
+            .merge(admin_groups::routes())
             .merge(apps::routes())
             .merge(oauth::routes())
             .merge(audit::routes())

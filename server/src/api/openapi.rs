@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "auth", description = "Sign-in and tokens"),
         (name = "me", description = "The caller's own account"),
+        (name = "directory", description = "The directory of the region's professionals and organisations"),
         (name = "admin", description = "Region administration"),
         (name = "audit", description = "Audit reports (JSON, CSV for Excel) and chain verification"),
         (name = "groups", description = "Patient and free groups, membership, invitations"),

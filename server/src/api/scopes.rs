@@ -83,8 +83,9 @@ pub const TABLE: &[(&str, &str, Needs)] = &[
     // The region's audit reports (an archive pulling them nightly).
     ("GET", "/api/v1/admin/audit/events", S(AuditRead)),
     ("GET", "/api/v1/admin/audit/file-access", S(AuditRead)),
-    // `users:read` opens the directory of professionals (`GET /api/v1/users`,
-    // `GET /api/v1/organizations`) when those routes exist.
+    // The directory of professionals.
+    ("GET", "/api/v1/users", S(UsersRead)),
+    ("GET", "/api/v1/organizations", S(UsersRead)),
 ];
 
 /// What `method path` needs from an app; `None`: apps may not call it at all.

@@ -546,6 +546,9 @@ impl Admin {
             }
             row.allowed_file_kinds = Some(serde_json::to_string(&kinds).unwrap_or_default());
         }
+        if let Some(scope) = req.directory_scope {
+            row.directory_scope = scope;
+        }
         row.updated_at = now_ms();
         regions::update_policy(&mut tx, &row).await?;
         let after = convert::policy(&row);
@@ -590,6 +593,7 @@ fn policy_json(p: &Policy) -> serde_json::Value {
         "refresh_token_ttl_secs": p.refresh_token_ttl_secs,
         "max_file_bytes": p.max_file_bytes,
         "allowed_file_kinds": p.allowed_file_kinds,
+        "directory_scope": p.directory_scope,
     })
 }
 

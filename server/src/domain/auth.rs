@@ -359,6 +359,7 @@ impl Accounts {
             region: convert::region(&region)?,
             organization,
             pending_action: session.pending.map(|p| p.as_str().to_owned()),
+            about: crate::store::directory::about(&mut conn, &user.id).await?,
         })
     }
 

@@ -68,5 +68,6 @@ pub(super) fn policy(row: &RegionRow) -> Policy {
             .allowed_file_kinds
             .as_deref()
             .and_then(|k| serde_json::from_str(k).ok()),
+        directory_scope: row.directory_scope,
     }
 }

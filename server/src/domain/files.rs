@@ -15,6 +15,7 @@ use tsunagu_protocol::messaging::MemberRole;
 use super::access::Member;
 use super::convert;
 use super::error::{DomainError, Internal, Result};
+use super::search;
 use super::shared::Shared;
 use crate::audit::{self, Action, Event as AuditEvent, Outcome, RequestMeta};
 use crate::blob::keys::KeyRing;
@@ -118,11 +119,18 @@ pub(super) fn wire_file(row: &FileRow) -> Result<FileInfo> {
 pub struct Files {
     shared: Shared,
     files: Arc<FileServices>,
+    /// One text extraction at a time per node: its memory (the file, up to
+    /// `extract::MAX_INPUT_BYTES`, and what it inflates) is counted once.
+    extract_slot: Arc<tokio::sync::Semaphore>,
 }
 
 impl Files {
     pub(super) fn new(shared: Shared, files: Arc<FileServices>) -> Self {
-        Files { shared, files }
+        Files {
+            shared,
+            files,
+            extract_slot: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
     }
 
     fn files(&self) -> &FileServices {
@@ -297,6 +305,7 @@ impl Files {
         let committed: Result<()> = async {
             let mut tx = self.shared.store().begin().await?;
             files::insert(&mut tx, &row).await?;
+            search::index::add_file(&mut tx, &row).await?;
             audit::append(
                 &mut tx,
                 meta,
@@ -319,6 +328,7 @@ impl Files {
             let _ = self.files().blobs.delete(&id).await;
             return Err(e);
         }
+        self.spawn_extraction(row.clone());
         wire_file(&row)
     }
 
@@ -459,6 +469,8 @@ impl Files {
         {
             return Err(DomainError::NotFound("file"));
         }
+        // Shredded means unsearchable too: name, tags and extracted text go with the key.
+        search::index::remove(&mut tx, &row.id).await?;
         audit::append(
             &mut tx,
             meta,
@@ -477,6 +489,83 @@ impl Files {
             // The key is gone already; the sweeper retries the blob.
             tracing::warn!(file_id = %row.id, error = %e, "blob delete failed after shredding");
         }
+        Ok(())
+    }
+
+    /// Starts extracting the text of a file just committed, in the background: one
+    /// file at a time per node ([`Files::extract_slot`]), on a blocking thread, bounded
+    /// in input, output and time (`search::extract`). The file is findable by name at
+    /// once and by its text when this finishes.
+    pub(super) fn spawn_extraction(&self, row: FileRow) {
+        if !search::index::extractable(row.kind) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.extract_text(&row).await {
+                tracing::warn!(file_id = %row.id, error = %e, "file text extraction failed");
+            }
+        });
+    }
+
+    /// Files whose extraction did not finish (the node stopped): started again.
+    pub async fn resume_extractions(&self) -> Result<usize> {
+        let mut conn = self.shared.store().conn().await?;
+        let ids = crate::store::search::pending_extraction(&mut conn, 1000).await?;
+        let mut started = 0;
+        for id in ids {
+            if let Some(row) = files::get_live(&mut conn, &id).await? {
+                self.spawn_extraction(row);
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    async fn extract_text(&self, row: &FileRow) -> Result<()> {
+        let _slot = self
+            .extract_slot
+            .acquire()
+            .await
+            .map_err(|_| DomainError::Internal("extraction closed".into()))?;
+        let size = row.size.max(0) as u64;
+        let text = if size > search::extract::MAX_INPUT_BYTES {
+            Err(search::extract::ExtractError::TooLarge)
+        } else {
+            let key = self.file_key(row)?;
+            let mut stream = Box::pin(self.files().blobs.read(row.id.clone(), key, size, 0, size));
+            let mut data = Vec::with_capacity(size as usize);
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| {
+                    DomainError::Internal(format!("reading for extraction: {e}").into())
+                })?;
+                data.extend_from_slice(&chunk);
+            }
+            let kind = row.kind;
+            let job = tokio::task::spawn_blocking(move || search::extract::extract(kind, &data));
+            match tokio::time::timeout(std::time::Duration::from_secs(60), job).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(search::extract::ExtractError::Malformed),
+                Err(_) => {
+                    tracing::warn!(file_id = %row.id, "file text extraction timed out");
+                    Err(search::extract::ExtractError::Malformed)
+                }
+            }
+        };
+        let (content, state) = match text {
+            Ok(t) => (search::normalize::normalize(&t), 1),
+            Err(e) => {
+                tracing::info!(file_id = %row.id, reason = %e, "no text extracted; found by name only");
+                (String::new(), 2)
+            }
+        };
+        let mut tx = self.shared.store().begin().await?;
+        // Its current name and tags (they may have changed); gone if deleted meanwhile.
+        if let Some(current) = files::get_live(&mut tx, &row.id).await? {
+            let body = search::index::file_body(&current, &content);
+            search::index::set_text(&mut tx, &row.id, &body, Some(state)).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -531,6 +620,16 @@ impl Files {
         }
         let mut tx = self.shared.store().begin().await?;
         files::update_organisation(&mut tx, &row.id, row.folder.as_deref(), &row.tags).await?;
+        let content = search::index::file_content(&mut tx, &row.id)
+            .await?
+            .unwrap_or_default();
+        search::index::set_text(
+            &mut tx,
+            &row.id,
+            &search::index::file_body(&row, &content),
+            None,
+        )
+        .await?;
         audit::append(
             &mut tx,
             meta,

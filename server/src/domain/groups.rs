@@ -542,41 +542,51 @@ impl Groups {
         )
         .await?;
         tx.commit().await?;
-        let region = gm.group.region_id.clone();
-        // Cut the removed user's live access first; the frames below name them
-        // explicitly, so they still learn of their removal.
-        self.shared.access_changed(&region, &target.user_id);
-        if let Ok(u) = target.user_id.parse::<UserId>() {
-            for t in &private {
-                if let Ok(tid) = t.parse() {
-                    self.shared.publish(
-                        &region,
-                        Audience {
-                            thread_id: Some(t.clone()),
-                            users: vec![target.user_id.clone()],
-                            ..Default::default()
-                        },
-                        Payload::frame(ServerFrame::ThreadMemberRemoved {
-                            thread_id: tid,
-                            group_id,
-                            user_id: u,
-                        }),
-                    );
-                }
-            }
-            self.shared.publish(
-                &region,
-                Audience {
-                    group_id: Some(gm.group.id.clone()),
-                    users: vec![target.user_id.clone()],
-                    ..Default::default()
-                },
-                Payload::frame(ServerFrame::MemberRemoved {
-                    group_id,
-                    user_id: u,
-                }),
-            );
-        }
+        self.announce_member_removed(&gm.group.region_id, group_id, &target.user_id, &private);
         Ok(())
+    }
+
+    /// After a removal commits: cuts the user's live access, then tells them (and the
+    /// group) — the frames name them explicitly, so they still learn of it.
+    pub(super) fn announce_member_removed(
+        &self,
+        region: &str,
+        group_id: GroupId,
+        user_id: &str,
+        private: &[String],
+    ) {
+        self.shared.access_changed(region, user_id);
+        let Ok(u) = user_id.parse::<UserId>() else {
+            return;
+        };
+        for t in private {
+            if let Ok(tid) = t.parse() {
+                self.shared.publish(
+                    region,
+                    Audience {
+                        thread_id: Some(t.clone()),
+                        users: vec![user_id.to_owned()],
+                        ..Default::default()
+                    },
+                    Payload::frame(ServerFrame::ThreadMemberRemoved {
+                        thread_id: tid,
+                        group_id,
+                        user_id: u,
+                    }),
+                );
+            }
+        }
+        self.shared.publish(
+            region,
+            Audience {
+                group_id: Some(group_id.to_string()),
+                users: vec![user_id.to_owned()],
+                ..Default::default()
+            },
+            Payload::frame(ServerFrame::MemberRemoved {
+                group_id,
+                user_id: u,
+            }),
+        );
     }
 }

@@ -88,14 +88,59 @@ impl Invitations {
         .await?;
         tx.commit().await?;
         Ok(Invitation {
-            id: convert::id(&row.id)?,
-            group_id,
             code: Some(code),
-            expires_at: rfc3339(row.expires_at),
-            max_uses,
-            uses: 0,
-            requires_approval: row.requires_approval != 0,
+            ..wire_invitation(&row)?
         })
+    }
+
+    /// A group's invitation codes, without the codes (group owners and admins).
+    pub async fn list_invitations(
+        &self,
+        member: &Member,
+        group_id: GroupId,
+    ) -> Result<Vec<Invitation>> {
+        let mut conn = self.shared.store().conn().await?;
+        let gm = self
+            .shared
+            .group_member(&mut conn, member, &group_id)
+            .await?;
+        gm.manager()?;
+        invitations::list_for_group(&mut conn, &gm.group.id)
+            .await?
+            .iter()
+            .map(wire_invitation)
+            .collect()
+    }
+
+    /// Revokes a code at once (group owners and admins): nobody can use it any more.
+    pub async fn revoke_invitation(
+        &self,
+        member: &Member,
+        group_id: GroupId,
+        invitation_id: InvitationId,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        let mut tx = self.shared.store().begin().await?;
+        let gm = self.shared.group_member(&mut tx, member, &group_id).await?;
+        gm.manager()?;
+        let id = invitation_id.to_string();
+        if !invitations::revoke(&mut tx, &gm.group.id, &id, now_ms()).await? {
+            return Err(DomainError::NotFound("invitation"));
+        }
+        audit::append(
+            &mut tx,
+            meta,
+            AuditEvent::new(
+                Action::InvitationRevoked,
+                Outcome::Success,
+                &member.session().actor(),
+            )
+            .target("invitation", id)
+            .group(gm.group.id.clone()),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Redeems an invitation code: joins at once, or files a request for approval.
@@ -279,4 +324,18 @@ impl Invitations {
 
 fn hash_code(code: &str) -> String {
     hex::encode(Sha256::digest(code.as_bytes()))
+}
+
+fn wire_invitation(row: &InvitationRow) -> Result<Invitation> {
+    Ok(Invitation {
+        id: convert::id(&row.id)?,
+        group_id: convert::id(&row.group_id)?,
+        code: None,
+        expires_at: rfc3339(row.expires_at),
+        max_uses: row.max_uses.clamp(0, u32::MAX as i64) as u32,
+        uses: row.uses.clamp(0, u32::MAX as i64) as u32,
+        requires_approval: row.requires_approval != 0,
+        revoked_at: row.revoked_at.map(rfc3339),
+        created_at: rfc3339(row.created_at),
+    })
 }

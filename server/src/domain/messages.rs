@@ -17,7 +17,7 @@ use super::access::Member;
 use super::error::{DomainError, Result};
 use super::shared::Shared;
 use super::visibility::ThreadReader;
-use super::{commit, convert, validate};
+use super::{commit, convert, search, validate};
 use crate::audit::RequestMeta;
 use crate::bus::{Audience, Payload};
 use crate::clock::{now_ms, rfc3339};
@@ -272,6 +272,20 @@ impl Shared {
                 None => Err(DomainError::Internal("idempotent post vanished".into())),
             };
         }
+        // Findable from the same commit on.
+        let kinds = if attachments.is_empty() {
+            Vec::new()
+        } else {
+            crate::store::files::kinds_of(tx, &row.attachments_list()).await?
+        };
+        search::index::add_message(
+            tx,
+            &member.session().region_id().to_string(),
+            &reader.thread.group_id,
+            &row,
+            &kinds,
+        )
+        .await?;
         // The author has read the thread up to their own message: moved for the whole
         // batch at once, before it commits (`domain::commit`).
         let message = wire_message(&row, Vec::new(), 0)?;
@@ -479,6 +493,13 @@ impl Messages {
         row.body = body;
         row.edited_at = Some(now);
         messages::update_body(&mut tx, &row).await?;
+        search::index::set_text(
+            &mut tx,
+            &row.id,
+            &search::normalize::normalize(&row.body),
+            None,
+        )
+        .await?;
         let message = self
             .shared
             .wire_messages(&mut tx, &reader, vec![row])
@@ -513,6 +534,7 @@ impl Messages {
         row.deleted_at = Some(now_ms());
         messages::update_body(&mut tx, &row).await?;
         messages::delete_edits(&mut tx, &row.id).await?;
+        search::index::remove(&mut tx, &row.id).await?;
         tx.commit().await?;
         self.shared.publish_thread(
             &reader,

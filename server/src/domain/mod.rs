@@ -9,8 +9,10 @@ pub mod audit_reports;
 pub mod auth;
 mod commit;
 mod convert;
+pub mod directory;
 pub mod error;
 pub mod files;
+pub mod group_admin;
 pub mod groups;
 pub mod invitations;
 pub mod library;
@@ -70,6 +72,8 @@ struct Services {
     apps: apps::Apps,
     operator: operator::Operator,
     groups: groups::Groups,
+    group_admin: group_admin::GroupAdmin,
+    directory: directory::Directory,
     invitations: invitations::Invitations,
     threads: threads::Threads,
     messages: messages::Messages,
@@ -110,6 +114,8 @@ impl Domain {
                 operator: operator::Operator::new(shared.clone(), admin.clone()),
                 admin,
                 invitations: invitations::Invitations::new(shared.clone(), groups.clone()),
+                group_admin: group_admin::GroupAdmin::new(shared.clone(), groups.clone()),
+                directory: directory::Directory::new(shared.clone()),
                 groups,
                 threads: threads::Threads::new(shared.clone()),
                 messages: messages::Messages::new(shared.clone(), &settings),
@@ -146,6 +152,16 @@ impl Domain {
     /// Groups and their membership.
     pub fn groups(&self) -> &groups::Groups {
         &self.inner.groups
+    }
+
+    /// The region's groups as its administrators manage them (without their content).
+    pub fn group_admin(&self) -> &group_admin::GroupAdmin {
+        &self.inner.group_admin
+    }
+
+    /// The directory of professionals, organisations, one's own profile.
+    pub fn directory(&self) -> &directory::Directory {
+        &self.inner.directory
     }
 
     /// Invitation codes and join requests.

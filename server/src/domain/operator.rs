@@ -133,6 +133,7 @@ impl Operator {
             updated_at: now,
             max_file_bytes: 512 * 1024 * 1024,
             allowed_file_kinds: None,
+            directory_scope: tsunagu_protocol::accounts::DirectoryScope::Region,
         };
         let mut tx = self.shared.store().begin().await?;
         regions::insert(&mut tx, &row).await.map_err(|e| match e {

@@ -229,6 +229,37 @@ pub async fn rewrap(
     Ok(done.rows_affected() == 1)
 }
 
+/// The kinds of the live files among `ids`, each once, in a fixed order.
+pub async fn kinds_of(conn: &mut Conn, ids: &[String]) -> Result<Vec<FileKind>> {
+    let mut kinds = Vec::new();
+    for id in ids {
+        let row: Option<(FileKind,)> =
+            sqlx::query_as("SELECT kind FROM files WHERE id = $1 AND deleted_at IS NULL")
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some((k,)) = row {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+    }
+    kinds.sort_by_key(|k| k.as_str());
+    Ok(kinds)
+}
+
+/// A page of live files after `after` (by id, which is time-ordered), for the search
+/// backfill.
+pub async fn live_after(conn: &mut Conn, after: &str, limit: i64) -> Result<Vec<FileRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM files f WHERE f.id > $1 AND f.deleted_at IS NULL ORDER BY f.id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
 /// Whether any metadata row (live or deleted) names this file id.
 pub async fn exists(conn: &mut Conn, id: &str) -> Result<bool> {
     let row: Option<(String,)> = sqlx::query_as("SELECT id FROM files WHERE id = $1")

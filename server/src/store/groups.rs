@@ -265,3 +265,61 @@ pub async fn was_removed(conn: &mut Conn, group_id: &str, user_id: &str) -> Resu
     .await?;
     Ok(row.is_some())
 }
+
+/// A group of a region as its administrators see it (see `domain::group_admin`).
+#[derive(Debug, Clone, FromRow)]
+pub struct AdminGroupRow {
+    pub id: String,
+    pub kind: GroupKind,
+    pub name: String,
+    pub created_at: i64,
+    pub archived_at: Option<i64>,
+    pub member_count: i64,
+    /// The main timeline's newest post: never a 内緒話's.
+    pub last_activity: Option<i64>,
+}
+
+pub async fn admin_list(
+    conn: &mut Conn,
+    region_id: &str,
+    include_archived: bool,
+) -> Result<Vec<AdminGroupRow>> {
+    Ok(sqlx::query_as(
+        "SELECT g.id, g.kind, g.name, g.created_at, g.archived_at, \
+         (SELECT COUNT(*) FROM group_members m WHERE m.group_id = g.id) AS member_count, \
+         (SELECT MAX(msg.created_at) FROM messages msg WHERE msg.thread_id = g.main_thread_id) \
+           AS last_activity \
+         FROM groups g WHERE g.region_id = $1 AND (g.archived_at IS NULL OR $2 = 1) \
+         ORDER BY g.created_at, g.id",
+    )
+    .bind(region_id)
+    .bind(super::flag(include_archived))
+    .fetch_all(conn)
+    .await?)
+}
+
+/// `(group_id, user_id, display_name)` of every owner of the region's groups.
+pub async fn owners_in_region(
+    conn: &mut Conn,
+    region_id: &str,
+) -> Result<Vec<(String, String, String)>> {
+    Ok(sqlx::query_as(
+        "SELECT m.group_id, m.user_id, u.display_name FROM group_members m \
+         JOIN groups g ON g.id = m.group_id JOIN users u ON u.id = m.user_id \
+         WHERE g.region_id = $1 AND m.role = 'owner' ORDER BY m.group_id, m.joined_at, m.user_id",
+    )
+    .bind(region_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// A group of `region_id`, by id.
+pub async fn get_in_region(conn: &mut Conn, region_id: &str, id: &str) -> Result<Option<GroupRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM groups g WHERE g.id = $1 AND g.region_id = $2"
+    ))
+    .bind(id)
+    .bind(region_id)
+    .fetch_optional(conn)
+    .await?)
+}

@@ -57,6 +57,32 @@ pub async fn redeem(conn: &mut Conn, code_hash: &str, now: i64) -> Result<Option
     .await?)
 }
 
+/// A group's invitations, newest first.
+pub async fn list_for_group(conn: &mut Conn, group_id: &str) -> Result<Vec<InvitationRow>> {
+    Ok(sqlx::query_as(
+        "SELECT id, group_id, code_hash, created_by, expires_at, max_uses, uses, requires_approval, \
+         patient_side, revoked_at, created_at FROM invitations WHERE group_id = $1 \
+         ORDER BY created_at DESC, id DESC",
+    )
+    .bind(group_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Revokes an invitation of the group; false when there is none (or it was revoked).
+pub async fn revoke(conn: &mut Conn, group_id: &str, id: &str, now: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE invitations SET revoked_at = $3 WHERE group_id = $1 AND id = $2 \
+         AND revoked_at IS NULL",
+    )
+    .bind(group_id)
+    .bind(id)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 pub async fn add_join_request(
     conn: &mut Conn,
     group_id: &str,

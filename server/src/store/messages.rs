@@ -21,6 +21,13 @@ pub struct MessageRow {
     pub deleted_at: Option<i64>,
 }
 
+impl MessageRow {
+    /// The attached file ids (stored as a JSON list).
+    pub fn attachments_list(&self) -> Vec<String> {
+        serde_json::from_str(&self.attachments).unwrap_or_default()
+    }
+}
+
 const COLUMNS: &str =
     "id, thread_id, seq, author_id, client_msg_id, body, reply_to, mentions, attachments, \
                        created_at, edited_at, deleted_at";
@@ -52,7 +59,9 @@ pub async fn insert(conn: &mut Conn, row: &MessageRow) -> Result<bool> {
 /// Inserts many messages at once (multi-row inserts, in the caller's transaction), with
 /// the same idempotency rule as [`insert`]. For imports and the bench's million-message
 /// thread: the seqs must have been taken first ([`super::threads::take_seqs`]). Returns
-/// how many rows were inserted.
+/// how many rows were inserted. Rows stored this way are not in the search index until
+/// `domain::search::index::add_message` is called for each in the same transaction (as
+/// `tsunagu-bench search` does) or the backfill runs.
 pub async fn insert_many(conn: &mut Conn, rows: &[MessageRow]) -> Result<u64> {
     let mut inserted = 0;
     // 12 parameters a row: 500 rows stay far below both backends' parameter limits.

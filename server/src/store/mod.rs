@@ -5,6 +5,7 @@
 //! `docs/architecture.md` and proven by `server/tests/conformance`.
 
 pub mod api_clients;
+pub mod directory;
 pub mod files;
 pub mod groups;
 pub mod invitations;
@@ -12,6 +13,7 @@ pub mod messages;
 pub mod organizations;
 pub mod regions;
 pub mod scope;
+pub mod search;
 pub mod sessions;
 pub mod threads;
 pub mod users;

@@ -1,6 +1,7 @@
 //! `regions`: tenants and their security policy.
 
 use sqlx::FromRow;
+use tsunagu_protocol::accounts::DirectoryScope;
 
 use super::{Conn, Result};
 
@@ -18,10 +19,12 @@ pub struct RegionRow {
     pub max_file_bytes: i64,
     /// JSON array of allowed file kinds; `None` allows every kind.
     pub allowed_file_kinds: Option<String>,
+    pub directory_scope: DirectoryScope,
 }
 
 const COLUMNS: &str = "id, slug, name, mfa_required, password_min_length, access_token_ttl_secs, \
-                       refresh_token_ttl_secs, created_at, updated_at, max_file_bytes, allowed_file_kinds";
+                       refresh_token_ttl_secs, created_at, updated_at, max_file_bytes, allowed_file_kinds, \
+                       directory_scope";
 
 pub async fn insert(conn: &mut Conn, row: &RegionRow) -> Result<()> {
     sqlx::query(
@@ -74,7 +77,7 @@ pub async fn update_policy(conn: &mut Conn, row: &RegionRow) -> Result<()> {
     sqlx::query(
         "UPDATE regions SET mfa_required = $2, password_min_length = $3, \
          access_token_ttl_secs = $4, refresh_token_ttl_secs = $5, updated_at = $6, \
-         max_file_bytes = $7, allowed_file_kinds = $8 WHERE id = $1",
+         max_file_bytes = $7, allowed_file_kinds = $8, directory_scope = $9 WHERE id = $1",
     )
     .bind(&row.id)
     .bind(row.mfa_required)
@@ -84,6 +87,7 @@ pub async fn update_policy(conn: &mut Conn, row: &RegionRow) -> Result<()> {
     .bind(row.updated_at)
     .bind(row.max_file_bytes)
     .bind(&row.allowed_file_kinds)
+    .bind(row.directory_scope)
     .execute(conn)
     .await?;
     Ok(())

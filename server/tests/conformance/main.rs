@@ -185,6 +185,7 @@ async fn seed(store: &Store) -> Seed {
             updated_at: T0,
             max_file_bytes: 1 << 20,
             allowed_file_kinds: None,
+            directory_scope: tsunagu_protocol::accounts::DirectoryScope::Region,
         },
     )
     .await

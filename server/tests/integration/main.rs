@@ -16,6 +16,7 @@ mod durability;
 mod files;
 mod hardening;
 mod messaging;
+mod search;
 
 /// The server binary, for the tests that run it as a child process.
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_tsunagu-server");

@@ -28,6 +28,7 @@ mod files;
 mod idle;
 mod messaging;
 mod report;
+mod search;
 mod stats;
 mod target;
 mod wsclient;
@@ -112,6 +113,22 @@ enum Mode {
         dir: PathBuf,
         #[arg(long)]
         bytes: u64,
+    },
+    /// Workload `search`: the search index against the LIKE scan, on generated
+    /// Japanese notes in a fresh SQLite database (src/bench/search.rs).
+    Search {
+        /// Where the databases go (removed afterwards unless --keep).
+        #[arg(long, default_value = "bench-search")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: usize,
+        /// Messages for the insert-throughput comparison.
+        #[arg(long, default_value_t = 100_000)]
+        sample: usize,
+        #[arg(long, default_value_t = 500)]
+        groups: usize,
+        #[arg(long, default_value_t = 20261201)]
+        seed: u64,
     },
 }
 
@@ -267,6 +284,13 @@ pub fn main() -> ExitCode {
         match &cli.mode {
             Some(Mode::BaselineWs) => baseline::serve_ws().await,
             Some(Mode::BaselineCopy { dir, bytes }) => baseline::copy(dir, *bytes).await,
+            Some(Mode::Search {
+                dir,
+                messages,
+                sample,
+                groups,
+                seed,
+            }) => search::run(dir, *messages, *sample, *groups, *seed).await,
             None => run(&cli, nofile).await,
         }
     });

@@ -2,7 +2,9 @@
 //! the websocket, TLS, the operator's commands and the schemas of both databases.
 
 mod admin;
+mod admin_groups;
 mod auth;
+mod directory;
 mod http;
 mod lifecycle;
 mod operator;

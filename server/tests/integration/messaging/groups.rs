@@ -38,6 +38,7 @@ both_backends!(
     an_invitation_requiring_approval_waits_for_a_group_admin,
     accepting_while_already_a_member_is_a_conflict_and_spends_no_use,
     a_removed_member_cannot_rejoin_by_any_code_until_an_owner_adds_them,
+    owners_list_and_revoke_codes_and_a_revoked_code_admits_nobody,
     a_private_thread_always_includes_its_creator_and_is_listed_only_to_its_members,
     private_threads_refuse_patient_side_members_and_outsiders,
     thread_members_add_and_remove_group_professionals,
@@ -1774,4 +1775,42 @@ async fn a_removed_member_cannot_rejoin_by_any_code_until_an_owner_adds_them(app
     );
     add(&t.nurse.client, &t.group, &pharm).await;
     assert!(pharm.client.get_group(t.group.id).await.is_ok());
+}
+
+async fn owners_list_and_revoke_codes_and_a_revoked_code_admits_nobody(app: TestApp) {
+    let t = team(&app).await;
+    let pharm = person(&app, "ph.ito", "伊藤 薬剤師", Profession::Pharmacist).await;
+    let inv = t
+        .nurse
+        .client
+        .create_invitation(t.group.id, &CreateInvitation::default())
+        .await
+        .unwrap();
+    let code = inv.code.clone().unwrap();
+    let listed = t.nurse.client.list_invitations(t.group.id).await.unwrap();
+    assert_eq!(listed.invitations.len(), 1);
+    assert!(
+        listed.invitations[0].code.is_none(),
+        "the code is never shown again"
+    );
+    assert!(!serde_json::to_string(&listed).unwrap().contains(&code));
+    // Plain members neither list nor revoke; other groups' ids are not found.
+    forbidden(t.doctor.client.list_invitations(t.group.id).await);
+    forbidden(t.doctor.client.revoke_invitation(t.group.id, inv.id).await);
+    let other = patient_group(&pharm.client, "別の患者 様").await;
+    not_found(pharm.client.revoke_invitation(other.id, inv.id).await);
+
+    t.nurse
+        .client
+        .revoke_invitation(t.group.id, inv.id)
+        .await
+        .unwrap();
+    not_found(pharm.client.accept_invitation(&code).await);
+    not_found(t.nurse.client.revoke_invitation(t.group.id, inv.id).await);
+    let listed = t.nurse.client.list_invitations(t.group.id).await.unwrap();
+    assert!(listed.invitations[0].revoked_at.is_some());
+    assert!(app
+        .audit_actions()
+        .await
+        .contains(&"invitation_revoked".to_owned()));
 }
