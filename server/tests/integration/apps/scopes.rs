@@ -103,6 +103,18 @@ async fn each_route_family_refuses_an_app_token_without_its_scope(app: TestApp) 
             "/api/v1/admin/audit/events".into(),
             None,
         ),
+        (
+            Scope::UsersRead,
+            Method::GET,
+            "/api/v1/users?q=さとう".into(),
+            None,
+        ),
+        (
+            Scope::UsersRead,
+            Method::GET,
+            "/api/v1/organizations".into(),
+            None,
+        ),
     ];
     let full = token(&app, &everything).await;
     for (scope, method, path, body) in &families {
