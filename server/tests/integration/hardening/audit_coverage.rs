@@ -149,7 +149,38 @@ const PENDING: &[(&str, &str, &str)] = &[
         "/api/v1/admin/groups/{id}/archive",
         "group_archived",
     ),
-    ("POST", "/api/v1/admin/groups/{id}/restore", "group_updated"),
+    (
+        "POST",
+        "/api/v1/admin/groups/{id}/restore",
+        "group_restored",
+    ),
+    // Webhooks (merged after the hardening session): audited by their own tests in
+    // `webhooks::admin`; not yet cases here.
+    (
+        "POST",
+        "/api/v1/admin/api-clients/{id}/webhooks",
+        "webhook_created",
+    ),
+    (
+        "PATCH",
+        "/api/v1/admin/api-clients/{id}/webhooks/{wid}",
+        "webhook_updated",
+    ),
+    (
+        "DELETE",
+        "/api/v1/admin/api-clients/{id}/webhooks/{wid}",
+        "webhook_deleted",
+    ),
+    (
+        "POST",
+        "/api/v1/admin/api-clients/{id}/webhooks/{wid}/test",
+        "webhook_tested",
+    ),
+    (
+        "POST",
+        "/api/v1/admin/api-clients/{id}/webhooks/{wid}/deliveries/{did}/redeliver",
+        "webhook_redelivered",
+    ),
     (
         "DELETE",
         "/api/v1/groups/{id}/invitations/{invitation_id}",
@@ -166,6 +197,9 @@ const EXEMPT: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/users", "the directory of professionals"),
     ("GET", "/api/v1/admin/api-clients", "administrative read of the app list (no secrets)"),
     ("GET", "/api/v1/admin/api-clients/{id}", "administrative read of one app (no secrets)"),
+    ("GET", "/api/v1/admin/api-clients/{id}/webhooks", "administrative read of an app's webhooks (no secrets)"),
+    ("GET", "/api/v1/admin/api-clients/{id}/webhooks/{wid}", "administrative read of one webhook (no secret)"),
+    ("GET", "/api/v1/admin/api-clients/{id}/webhooks/{wid}/deliveries", "administrative read of delivery states (no bodies)"),
     ("GET", "/healthz", "liveness probe: no data, no caller"),
     ("GET", "/readyz", "readiness probe: no data, no caller"),
     ("GET", "/metrics", "counters only, no object"),
